@@ -1,0 +1,11 @@
+// The `tool` and `environment` blocks of results.json (schema: docs/results.md).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace qh::cli {
+
+nlohmann::ordered_json tool_block();         // {name, version, commit}
+nlohmann::ordered_json environment_block();  // {host, cpu, gpus, cuda, torch, compiler}
+
+}  // namespace qh::cli
