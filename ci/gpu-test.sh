@@ -16,5 +16,5 @@ cmake --build --preset device -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E 
 echo "configure + build: $((SECONDS - t0)) s"
 export QH_DEVICE=cuda
 ctest --preset device -j 4 2>&1 | tee "$out/ctest.log" | tail -15
-build/device/bin/qharness run --device cuda --out "$out/run" | tee "$out/run.log"
-cp "$out/run/results.json" "$out/results.json"
+build/device/bin/qharness run --device cuda --out build/device/run | tee "$out/run.log"
+cp build/device/run/results.json "$out/results.json"
