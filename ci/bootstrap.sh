@@ -2,10 +2,17 @@
 # Installs everything qharness needs on a fresh machine of our kind (Debian, root, nvcc 13 present), idempotently:
 # Debian packages, then a Python venv (torch/LibTorch, numpy, safetensors, matplotlib, pytest) kept outside the
 # clone and keyed by the hash of ci/requirements.txt. On a ready machine it only checks, in a few seconds.
-# Prints `QH_VENV=<path>` last, so callers can `eval "$(ci/bootstrap.sh | tail -n 1)"`; ci/env.sh does that.
+# Prints `QH_VENV=<path>` last. `ci/bootstrap.sh --venv-path` only prints that path (installs nothing).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 log() { echo "[bootstrap] $*" >&2; }
+req="$here/requirements.txt"
+hash="$(sha256sum "$req" | cut -c1-12)"
+venv="${QH_VENV:-$HOME/.cache/qharness/venv-$hash}"
+if [ "${1:-}" = "--venv-path" ]; then
+  echo "$venv"
+  exit 0
+fi
 
 debs=(cmake ninja-build nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev ccache valgrind
       clang libclang-rt-14-dev)
@@ -21,9 +28,6 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-req="$here/requirements.txt"
-hash="$(sha256sum "$req" | cut -c1-12)"
-venv="${QH_VENV:-$HOME/.cache/qharness/venv-$hash}"
 if [ ! -f "$venv/.complete" ]; then
   log "creating Python venv $venv (torch wheel: ~3 GB with its CUDA libraries; minutes on a cold cache)"
   rm -rf "$venv"

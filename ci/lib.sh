@@ -1,0 +1,30 @@
+# Shared by ci/harness.sh and ci/test.sh: timed stages with a time budget each, and bootstrap + configure + build.
+# Sourced, not run.
+
+# stage NAME BUDGET_SECONDS COMMAND...: runs COMMAND under `timeout`, prints its duration against the budget and
+# fails the script with a clear line when it fails or runs over.
+stage() {
+  local name=$1 budget=$2
+  shift 2
+  local start=$SECONDS rc=0
+  echo "== $name (budget ${budget} s)"
+  timeout --foreground "$budget" "$@" || rc=$?
+  local took=$((SECONDS - start))
+  if [ "$rc" = 124 ]; then
+    echo "== $name: over its ${budget} s budget, stopped" >&2
+    exit 1
+  elif [ "$rc" != 0 ]; then
+    echo "== $name: failed (exit $rc) after ${took} s" >&2
+    exit "$rc"
+  fi
+  echo "== $name: ${took} s"
+}
+
+# Installs dependencies, then configures and builds the `default` preset against the project's venv.
+bootstrap_and_build() {
+  stage bootstrap 2400 ci/bootstrap.sh
+  QH_VENV="$(ci/bootstrap.sh --venv-path)"
+  export QH_VENV PATH="$QH_VENV/bin:$PATH"
+  stage configure 600 cmake --preset default -DQH_PYTHON="$QH_VENV/bin/python3"
+  stage build 2700 cmake --build --preset default -j "$(nproc)"
+}
