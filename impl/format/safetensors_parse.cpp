@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "impl/core/errors.h"
+#include "impl/core/shape_text.h"
 #include "impl/format/safetensors.h"
 
 namespace qh::format {
@@ -17,12 +18,6 @@ namespace {
 
 using Code = FormatError::Code;
 using nlohmann::json;
-
-std::string shape_text(const std::vector<std::uint64_t>& shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
 
 std::string offsets_text(const TensorInfo& t) {
   return "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "]";
