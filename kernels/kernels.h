@@ -45,3 +45,34 @@ cudaError_t launch_byte_checksum(const std::uint8_t* data, std::uint64_t n, std:
                                  cudaStream_t stream);
 
 }  // namespace qh::kernels
+
+namespace qh::kernels {
+
+// One lazy-batch block of GPTQ's column loop (FORMATS.md 2.2 step 8) in float32: columns [col0, col0 + count) of
+// every row, one warp per row (rows are independent inside a block), the block of the inverse-Hessian factor in
+// shared memory. For each column i: code = clamp(rint(w / s) + z, 0, maxq), q = s (code - z),
+// err = (w - q) / Hinv[i, i], then w[j] -= err * Hinv[i, j] for the later columns j of the block. The grid of column
+// i is entry col_table[i] of the row's (scales, zeros) table. The trailing update of the columns after the block
+// (W[:, col0+count:] -= err @ Hinv[block, after]) is one GEMM, left to the caller.
+struct GptqBlockArgs {
+  const float* w = nullptr;     // (rows, ld) row-major, working weights (read only)
+  std::int64_t ld = 0;
+  std::int64_t rows = 0;
+  int col0 = 0;
+  int count = 0;                // 1..kGptqMaxBlock
+  const float* hinv = nullptr;  // (ldh, ldh) row-major upper factor of H^-1
+  std::int64_t ldh = 0;
+  const float* scales = nullptr;  // (rows, table) grid tables
+  const float* zeros = nullptr;
+  int table = 0;
+  const int* col_table = nullptr;  // (count) device array: table entry of each block column
+  int maxq = 15;
+  float* q = nullptr;              // (rows, ld): dequantized weights written at the block's columns
+  std::int32_t* codes = nullptr;   // (rows, ld)
+  float* losses = nullptr;         // (rows, ld): (w - q)^2 / d^2 / 2
+  float* err = nullptr;            // (rows, count) contiguous: the errors for the trailing GEMM
+};
+inline constexpr int kGptqMaxBlock = 128;
+cudaError_t launch_gptq_block(const GptqBlockArgs& args, cudaStream_t stream);
+
+}  // namespace qh::kernels

@@ -22,6 +22,12 @@ QuantGrid find_grid(const at::Tensor& w, int bits, bool sym) {
   return grid;
 }
 
+QuantGrid find_group_grids(const at::Tensor& w, std::int64_t group, int bits, bool sym) {
+  const std::int64_t n = w.size(0), groups = w.size(1) / group;
+  QuantGrid grid = find_grid(w.reshape({n * groups, group}), bits, sym);
+  return {grid.scale.view({n, groups}), grid.zero.view({n, groups})};
+}
+
 at::Tensor quantize_codes(const at::Tensor& x, const QuantGrid& grid, int maxq) {
   return at::clamp(at::round(x / grid.scale) + grid.zero, 0, maxq);
 }

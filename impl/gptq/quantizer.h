@@ -2,6 +2,8 @@
 // (perchannel, weight=True) and `quantize`, which AutoGPTQ copies (FORMATS.md 2.3).
 #pragma once
 
+#include <cstdint>
+
 #include <ATen/core/Tensor.h>
 
 namespace qh::gptq {
@@ -15,6 +17,10 @@ struct QuantGrid {
 // xmin = -max(|xmin|, xmax); an all-non-negative row keeps xmin = 0 (the reference's behaviour). A row of zeros
 // gets the range [-1, 1] so its scale is never 0.
 QuantGrid find_grid(const at::Tensor& w, int bits, bool sym);
+
+// Grids for consecutive groups of `group` columns of `w` (N, ngroups * group): scale and zero are (N, ngroups),
+// column g the grid find_grid gives for columns [g * group, (g + 1) * group).
+QuantGrid find_group_grids(const at::Tensor& w, std::int64_t group, int bits, bool sym);
 
 // Integer codes clamp(round(x / scale) + zero, 0, maxq) (round half to even, like torch.round), x (N, c).
 at::Tensor quantize_codes(const at::Tensor& x, const QuantGrid& grid, int maxq);
