@@ -22,6 +22,11 @@ struct SweepCase {
   int block_size;
 };
 
+void PrintTo(const SweepCase& c, std::ostream* os) {
+  *os << c.n << "x" << c.k << " bits " << c.bits << " group " << c.group_size << (c.sym ? " sym" : " asym")
+      << (c.desc_act ? " act-order" : "") << (c.static_groups ? " static" : "") << " block " << c.block_size;
+}
+
 std::string case_name(const ::testing::TestParamInfo<SweepCase>& info) {
   const SweepCase& c = info.param;
   return std::to_string(c.n) + "x" + std::to_string(c.k) + "_b" + std::to_string(c.bits) + "_g" +

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "impl/cli/environment.h"
+#include "impl/cli/gptq_fixtures.h"
 #include "impl/cli/suites.h"
 #include "impl/core/atomic_file.h"
 #include "impl/core/errors.h"
@@ -48,13 +49,15 @@ int run_command(const RunOptions& options, const std::string& bin_dir) {
       progress.step("suite " + suite.name + " (exit " + std::to_string(run.exit_code) + ")");
     }
   }
+  ordered_json layers = ordered_json::array();
+  run_gptq_fixtures(options.device, checks, layers);
   const ordered_json summary = summarize(checks);
   const ordered_json results = {{"schema_version", 1},
                                 {"tool", tool_block()},
                                 {"environment", environment_block()},
                                 {"summary", summary},
                                 {"checks", checks},
-                                {"layers", ordered_json::array()},
+                                {"layers", layers},
                                 {"benchmarks", ordered_json::array()},
                                 {"probes", nullptr}};
   const std::string path = options.out_dir + "/results.json";

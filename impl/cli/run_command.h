@@ -1,5 +1,6 @@
-// `qharness run`: the main job. Executes every conformance suite of the build, merges their results with the
-// environment into results.json (docs/results.md), and fails when a check fails.
+// `qharness run`: the main job. Executes every conformance suite of the build and the GPTQ checks on built-in
+// synthetic layers, merges their results with the environment into results.json (docs/results.md), and fails when
+// a check fails.
 #pragma once
 
 #include <string>

@@ -17,7 +17,10 @@ QuantGrid find_grid(const at::Tensor& w, int bits, bool sym) {
   xmin = at::where(empty_row, -at::ones_like(xmin), xmin);
   xmax = at::where(empty_row, at::ones_like(xmax), xmax);
   QuantGrid grid;
-  grid.scale = ((xmax - xmin) / maxq).unsqueeze(1);
+  // Divide by a tensor, not a scalar: ATen's CUDA kernel multiplies by the reciprocal of a scalar divisor, which is
+  // one ulp off now and then; the scale then differs between devices, a w / scale tie rounds the other way and the
+  // error feedback carries the flip along the row. The published code divides by a tensor (quantizer.maxq).
+  grid.scale = ((xmax - xmin) / at::full_like(xmax, maxq)).unsqueeze(1);
   grid.zero = sym ? at::full_like(grid.scale, (maxq + 1) / 2) : at::round(-xmin.unsqueeze(1) / grid.scale);
   return grid;
 }
