@@ -38,7 +38,7 @@ struct Factorization {
 // `h` must be square, finite and not all zero (dead columns already set to 1 on the diagonal). Attempts run in
 // `working` precision; the float64 retry starts again from `h` itself, so keep `h` in the precision it was
 // accumulated in (a float64 H rounded to float32 first may already have lost its definiteness). Throws
-// NumericError naming the layer, the last percdamp tried, the leading minor that failed and what to change
+// NumericError naming the layer, the last percdamp tried, the minor that failed and what to change
 // (calibration tokens vs columns, dead columns, damp) when no attempt succeeds, or at the first failure in strict
 // mode.
 Factorization factor_inverse_hessian(const at::Tensor& h, at::ScalarType working, const DampingPolicy& policy,
