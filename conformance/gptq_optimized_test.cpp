@@ -20,18 +20,21 @@ struct SweepCase {
   int bits, group_size;
   bool sym, desc_act, static_groups;
   int block_size;
+  bool heavy_tails = true;  // real-like weights with outliers; false: plain Gaussian
 };
 
 void PrintTo(const SweepCase& c, std::ostream* os) {
   *os << c.n << "x" << c.k << " bits " << c.bits << " group " << c.group_size << (c.sym ? " sym" : " asym")
-      << (c.desc_act ? " act-order" : "") << (c.static_groups ? " static" : "") << " block " << c.block_size;
+      << (c.desc_act ? " act-order" : "") << (c.static_groups ? " static" : "") << " block " << c.block_size
+      << (c.heavy_tails ? " heavy-tailed" : " gaussian");
 }
 
 std::string case_name(const ::testing::TestParamInfo<SweepCase>& info) {
   const SweepCase& c = info.param;
   return std::to_string(c.n) + "x" + std::to_string(c.k) + "_b" + std::to_string(c.bits) + "_g" +
          (c.group_size < 0 ? std::string("ch") : std::to_string(c.group_size)) + (c.sym ? "_sym" : "_asym") +
-         (c.desc_act ? "_act" : "") + (c.static_groups ? "_static" : "") + "_blk" + std::to_string(c.block_size);
+         (c.desc_act ? "_act" : "") + (c.static_groups ? "_static" : "") + "_blk" + std::to_string(c.block_size) +
+         (c.heavy_tails ? "" : "_gauss");
 }
 
 class GpuGptqOptimized : public ::testing::TestWithParam<SweepCase> {};
@@ -42,7 +45,7 @@ TEST_P(GpuGptqOptimized, AgreesWithReference) {
   const at::Tensor x = testing::correlated_activations(2 * c.k, c.k, std::uint64_t(c.k + c.bits));
   at::manual_seed(std::uint64_t(c.n));
   at::Tensor w = at::randn({c.n, c.k}, at::kDouble);
-  w = w * (1 + 3 * at::rand({c.n, c.k}, at::kDouble).pow(8));  // heavy tails, like real weight outliers
+  if (c.heavy_tails) w = w * (1 + 3 * at::rand({c.n, c.k}, at::kDouble).pow(8));  // like real weight outliers
   GptqConfig cfg;
   cfg.bits = c.bits;
   cfg.group_size = c.group_size;
@@ -77,7 +80,9 @@ INSTANTIATE_TEST_SUITE_P(
                       SweepCase{96, 384, 4, 32, false, true, false, 128}, SweepCase{32, 512, 3, 64, false, false, false, 128},
                       SweepCase{48, 256, 2, -1, true, false, false, 128}, SweepCase{40, 320, 8, 64, true, true, false, 96},
                       SweepCase{64, 512, 4, 128, true, true, true, 128}, SweepCase{17, 200, 4, 40, false, false, false, 64},
-                      SweepCase{256, 1024, 4, 128, true, true, false, 128}),
+                      SweepCase{256, 1024, 4, 128, true, true, false, 128},
+                      SweepCase{256, 1024, 4, 128, true, true, false, 128, false},
+                      SweepCase{128, 512, 4, 32, false, false, false, 128, false}),
     case_name);
 
 TEST(GpuGptqOptimized, RefusesBlocksLargerThanSharedMemoryHolds) {
