@@ -8,6 +8,8 @@
 #include <cmath>
 #include <vector>
 
+#include "impl/gptq/reference.h"
+
 namespace qh::testing {
 
 // (tokens, k) activations with correlated columns (x = z A, A random), so H has structure GPTQ can use.
@@ -56,6 +58,13 @@ inline std::vector<int> codes_at(const at::Tensor& codes, const std::vector<std:
     for (auto col : cols) out.push_back(c[r][col]);
   }
   return out;
+}
+
+// scales[:, g_idx] * (codes - zeros[:, g_idx]): what a result's own codes and grids say its Q is.
+inline at::Tensor dequantized(const gptq::GptqResult& r) {
+  const at::Tensor g = r.g_idx.to(at::kLong);
+  const auto all = at::indexing::Slice();
+  return r.scales.index({all, g}) * (r.codes.to(r.scales.scalar_type()) - r.zeros.index({all, g}));
 }
 
 }  // namespace qh::testing

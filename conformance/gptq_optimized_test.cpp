@@ -67,10 +67,7 @@ TEST_P(GpuGptqOptimized, AgreesWithReference) {
   const double opt_err = (w32 - opt.q.cpu()).matmul(xt).norm().item<double>();
   EXPECT_LE(std::abs(opt_err - ref_err), 0.01 * ref_err) << "reference " << ref_err << ", optimized " << opt_err;
   // Q must be what the optimized path's own codes, scales and zeros say.
-  const at::Tensor g = opt.g_idx.to(at::kLong);
-  const at::Tensor deq = opt.scales.index({at::indexing::Slice(), g}) *
-                         (opt.codes.to(at::kFloat) - opt.zeros.index({at::indexing::Slice(), g}));
-  EXPECT_TRUE(at::allclose(deq, opt.q, 0, 0));
+  EXPECT_TRUE(at::equal(testing::dequantized(opt), opt.q));
   EXPECT_EQ(opt.summary.attempts, ref.summary.attempts);
 }
 

@@ -14,7 +14,6 @@
 namespace qh::gptq {
 namespace {
 
-using at::indexing::Slice;
 
 std::vector<std::int64_t> range(std::int64_t begin, std::int64_t end) {
   std::vector<std::int64_t> out(std::size_t(end - begin));
@@ -24,9 +23,7 @@ std::vector<std::int64_t> range(std::int64_t begin, std::int64_t end) {
 
 // W[:, g_idx] dequantized from the result's own codes, scales and zeros must be its Q: the tensors are consistent.
 void expect_consistent(const GptqResult& r) {
-  const at::Tensor g = r.g_idx.to(at::kLong);
-  const at::Tensor deq = r.scales.index({Slice(), g}) * (r.codes.to(r.scales.scalar_type()) - r.zeros.index({Slice(), g}));
-  EXPECT_TRUE(at::equal(deq, r.q)) << "Q differs from scales * (codes - zeros)";
+  EXPECT_TRUE(at::equal(testing::dequantized(r), r.q)) << "Q differs from scales * (codes - zeros)";
 }
 
 struct DiagonalCase {
@@ -160,8 +157,8 @@ TEST(GptqReference, BeatsRoundToNearestOnOutputError) {
   GptqConfig cfg;
   cfg.float64 = true;
   const GptqResult r = gptq_reference(w, testing::hessian_of(x), cfg, "layer");
-  GptqConfig rtn_cfg = cfg;  // an identity Hessian turns GPTQ into RTN (checked above)
-  const GptqResult rtn = gptq_reference(w, at::eye(k, at::kDouble), rtn_cfg, "layer");
+  // An identity Hessian turns GPTQ into RTN (GptqDiagonalHessian checks that).
+  const GptqResult rtn = gptq_reference(w, at::eye(k, at::kDouble), cfg, "layer");
   const double gptq_err = (w - r.q).matmul(x.t()).norm().item<double>();
   const double rtn_err = (w - rtn.q).matmul(x.t()).norm().item<double>();
   EXPECT_LT(gptq_err, rtn_err);
