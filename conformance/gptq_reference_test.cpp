@@ -14,7 +14,6 @@
 namespace qh::gptq {
 namespace {
 
-
 std::vector<std::int64_t> range(std::int64_t begin, std::int64_t end) {
   std::vector<std::int64_t> out(std::size_t(end - begin));
   std::iota(out.begin(), out.end(), begin);
