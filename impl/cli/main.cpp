@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -18,7 +19,7 @@ constexpr const char* kUsage = R"(qharness )" QH_VERSION R"( - verification and 
 usage: qharness <command> [options]
 
 commands:
-  run       run the conformance suites (and, later, benchmarks) and write results.json
+  run       run the conformance suites and GPTQ on built-in synthetic layers, write results.json
   help      show this text; `qharness <command> --help` shows a command's options
 
 exit status: 0 success, 1 a check failed, 2 bad usage or input (the message says which)
@@ -27,9 +28,10 @@ exit status: 0 success, 1 a check failed, 2 bad usage or input (the message says
 constexpr const char* kRunUsage = R"(usage: qharness run [--out DIR] [--device auto|cpu|cuda]
 
 Runs every conformance suite of this build (the GoogleTest binaries listed in bin/qh_suites.json) with
---gtest_output=json, merges their cases and the environment (host, CPU, GPUs, CUDA, torch, compiler) into
-DIR/results.json (schema: docs/results.md) and prints a summary. Per-suite console logs and gtest reports are kept
-in DIR/suites/.
+--gtest_output=json, then GPTQ on three built-in synthetic layers (fixed seeds; the reference against
+round-to-nearest, the optimized CUDA path against the reference when a GPU is used), and merges the checks, the
+per-layer summaries and the environment (host, CPU, GPUs, CUDA, torch, compiler) into DIR/results.json (schema:
+docs/results.md), then prints a summary. Per-suite console logs and gtest reports are kept in DIR/suites/.
 
 options:
   --out DIR       output directory (default: reports/out)
@@ -91,6 +93,9 @@ int main(int argc, char** argv) {
     return usage_error("unknown command '" + command + "'", kUsage);
   } catch (const qh::Error& e) {
     std::fprintf(stderr, "qharness %s: error: %s\n", command.c_str(), e.what());
+    return 2;
+  } catch (const std::exception& e) {  // from LibTorch or the standard library: still a message, not an abort
+    std::fprintf(stderr, "qharness %s: internal error: %s\n", command.c_str(), e.what());
     return 2;
   }
 }
