@@ -1,0 +1,148 @@
+#include "impl/format/gptq_pack.h"
+
+#include "impl/core/errors.h"
+
+namespace qh::format {
+
+namespace {
+
+void check_bits(int bits, const std::string& tensor) {
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+    throw ConfigError(Where{.tensor = tensor}, "GPTQ packs 2, 3, 4 or 8 bits", "2, 3, 4 or 8", std::to_string(bits));
+  }
+}
+
+void check_size(std::size_t have, std::int64_t want, const std::string& what) {
+  if (std::int64_t(have) != want) {
+    throw ShapeError(Where{.tensor = what}, "buffer size must match the shape", std::to_string(want) + " elements",
+                     std::to_string(have) + " elements");
+  }
+}
+
+// Value `i` of a packed stream of `bits`-bit values whose words are `words[w * stride]`.
+template <class WordAt>
+std::uint32_t read_field(WordAt word_at, std::int64_t i, int bits) {
+  const std::int64_t bit = i * bits;
+  const std::int64_t w = bit / 32;
+  const int shift = int(bit % 32);
+  std::uint64_t v = word_at(w) >> shift;
+  if (shift + bits > 32) v |= std::uint64_t(word_at(w + 1)) << (32 - shift);
+  return std::uint32_t(v & ((1u << bits) - 1));
+}
+
+template <class WordRef>
+void write_field(WordRef word_ref, std::int64_t i, int bits, std::uint32_t value) {
+  const std::int64_t bit = i * bits;
+  const std::int64_t w = bit / 32;
+  const int shift = int(bit % 32);
+  word_ref(w) |= value << shift;
+  if (shift + bits > 32) word_ref(w + 1) |= value >> (32 - shift);
+}
+
+void check_codes(std::span<const std::uint8_t> values, int bits, const std::string& tensor) {
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (values[i] >> bits) {
+      throw ShapeError(Where{.tensor = tensor}, "a code does not fit in its bit width",
+                       "values below " + std::to_string(1 << bits),
+                       std::to_string(int(values[i])) + " at index " + std::to_string(i));
+    }
+  }
+}
+
+}  // namespace
+
+std::int64_t packed_words(std::int64_t count, int bits, const std::string& tensor) {
+  check_bits(bits, tensor);
+  const std::int64_t multiple = bits == 3 ? 32 : 32 / bits;
+  if (count <= 0 || count % multiple != 0) {
+    throw ShapeError(Where{.tensor = tensor},
+                     std::to_string(bits) + "-bit packing needs a multiple of " + std::to_string(multiple) + " values",
+                     "a positive multiple of " + std::to_string(multiple), std::to_string(count));
+  }
+  return count * bits / 32;
+}
+
+std::vector<std::uint32_t> pack_qweight(std::span<const std::uint8_t> codes, std::int64_t k, std::int64_t n,
+                                        int bits) {
+  const std::int64_t rows = packed_words(k, bits, "qweight");
+  check_size(codes.size(), k * n, "codes");
+  check_codes(codes, bits, "codes");
+  std::vector<std::uint32_t> out(std::size_t(rows * n), 0);
+  for (std::int64_t col = 0; col < n; ++col) {
+    auto word = [&](std::int64_t w) -> std::uint32_t& { return out[std::size_t(w * n + col)]; };
+    for (std::int64_t i = 0; i < k; ++i) write_field(word, i, bits, codes[std::size_t(i * n + col)]);
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> unpack_qweight(std::span<const std::uint32_t> qweight, std::int64_t k, std::int64_t n,
+                                         int bits) {
+  const std::int64_t rows = packed_words(k, bits, "qweight");
+  check_size(qweight.size(), rows * n, "qweight");
+  std::vector<std::uint8_t> out(std::size_t(k * n));
+  for (std::int64_t col = 0; col < n; ++col) {
+    auto word = [&](std::int64_t w) { return qweight[std::size_t(w * n + col)]; };
+    for (std::int64_t i = 0; i < k; ++i) out[std::size_t(i * n + col)] = std::uint8_t(read_field(word, i, bits));
+  }
+  return out;
+}
+
+std::vector<std::uint32_t> pack_qzeros(std::span<const std::uint8_t> zeros, std::int64_t groups, std::int64_t n,
+                                       int bits) {
+  const std::int64_t cols = packed_words(n, bits, "qzeros");
+  check_size(zeros.size(), groups * n, "zeros");
+  check_codes(zeros, bits, "zeros");
+  std::vector<std::uint32_t> out(std::size_t(groups * cols), 0);
+  for (std::int64_t g = 0; g < groups; ++g) {
+    auto word = [&](std::int64_t w) -> std::uint32_t& { return out[std::size_t(g * cols + w)]; };
+    for (std::int64_t i = 0; i < n; ++i) write_field(word, i, bits, zeros[std::size_t(g * n + i)]);
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> unpack_qzeros(std::span<const std::uint32_t> qzeros, std::int64_t groups, std::int64_t n,
+                                        int bits) {
+  const std::int64_t cols = packed_words(n, bits, "qzeros");
+  check_size(qzeros.size(), groups * cols, "qzeros");
+  std::vector<std::uint8_t> out(std::size_t(groups * n));
+  for (std::int64_t g = 0; g < groups; ++g) {
+    auto word = [&](std::int64_t w) { return qzeros[std::size_t(g * cols + w)]; };
+    for (std::int64_t i = 0; i < n; ++i) out[std::size_t(g * n + i)] = std::uint8_t(read_field(word, i, bits));
+  }
+  return out;
+}
+
+std::vector<std::uint32_t> qzeros_v1_to_v2(std::span<const std::uint32_t> qzeros, std::int64_t groups,
+                                           std::int64_t n, int bits, const std::string& tensor) {
+  std::vector<std::uint8_t> zeros = unpack_qzeros(qzeros, groups, n, bits);
+  const std::uint8_t all_ones = std::uint8_t((1 << bits) - 1);
+  for (std::size_t i = 0; i < zeros.size(); ++i) {
+    if (zeros[i] == all_ones) {
+      throw FormatError(FormatError::Code::Other, Where{.tensor = tensor},
+                        "a v1 (gptq) zero point stored as all ones is the -1 of a zero point 0, which v1 cannot hold "
+                        "(the asymmetric v1 bug: the whole word is suspect)",
+                        "stored values below " + std::to_string(all_ones),
+                        std::to_string(all_ones) + " at group " + std::to_string(i / std::size_t(n)) + ", column " +
+                            std::to_string(i % std::size_t(n)));
+    }
+    ++zeros[i];
+  }
+  return pack_qzeros(zeros, groups, n, bits);
+}
+
+std::vector<std::uint32_t> qzeros_v2_to_v1(std::span<const std::uint32_t> qzeros, std::int64_t groups,
+                                           std::int64_t n, int bits, const std::string& tensor) {
+  std::vector<std::uint8_t> zeros = unpack_qzeros(qzeros, groups, n, bits);
+  for (std::size_t i = 0; i < zeros.size(); ++i) {
+    if (zeros[i] == 0) {
+      throw ConfigError(Where{.tensor = tensor},
+                        "v1 (gptq) stores zero - 1 and cannot hold a zero point of 0; write --format gptq_v2",
+                        "zero points >= 1", "0 at group " + std::to_string(i / std::size_t(n)) + ", column " +
+                                                std::to_string(i % std::size_t(n)));
+    }
+    --zeros[i];
+  }
+  return pack_qzeros(zeros, groups, n, bits);
+}
+
+}  // namespace qh::format
