@@ -49,6 +49,41 @@ void check_codes(std::span<const std::uint8_t> values, int bits, const std::stri
   }
 }
 
+// Where the packed streams live: `streams` streams of `length` values; value i of stream s is
+// values[s * value_stream + i * value_step], word w of stream s is words[s * word_stream + w * word_step].
+// qweight: one stream per column (down K); qzeros: one stream per group (along N).
+struct StreamLayout {
+  std::int64_t streams, length, value_stream, value_step, word_stream, word_step;
+};
+
+StreamLayout qweight_layout(std::int64_t k, std::int64_t n) { return {n, k, 1, n, 1, n}; }
+StreamLayout qzeros_layout(std::int64_t groups, std::int64_t n, std::int64_t cols) {
+  return {groups, n, n, 1, cols, 1};
+}
+
+std::vector<std::uint32_t> pack_streams(std::span<const std::uint8_t> values, const StreamLayout& l, int bits,
+                                        std::int64_t words) {
+  std::vector<std::uint32_t> out(std::size_t(words), 0);
+  for (std::int64_t s = 0; s < l.streams; ++s) {
+    auto word = [&](std::int64_t w) -> std::uint32_t& { return out[std::size_t(s * l.word_stream + w * l.word_step)]; };
+    for (std::int64_t i = 0; i < l.length; ++i) {
+      write_field(word, i, bits, values[std::size_t(s * l.value_stream + i * l.value_step)]);
+    }
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> unpack_streams(std::span<const std::uint32_t> words, const StreamLayout& l, int bits) {
+  std::vector<std::uint8_t> out(std::size_t(l.streams * l.length));
+  for (std::int64_t s = 0; s < l.streams; ++s) {
+    auto word = [&](std::int64_t w) { return words[std::size_t(s * l.word_stream + w * l.word_step)]; };
+    for (std::int64_t i = 0; i < l.length; ++i) {
+      out[std::size_t(s * l.value_stream + i * l.value_step)] = std::uint8_t(read_field(word, i, bits));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::int64_t packed_words(std::int64_t count, int bits, const std::string& tensor) {
@@ -67,24 +102,14 @@ std::vector<std::uint32_t> pack_qweight(std::span<const std::uint8_t> codes, std
   const std::int64_t rows = packed_words(k, bits, "qweight");
   check_size(codes.size(), k * n, "codes");
   check_codes(codes, bits, "codes");
-  std::vector<std::uint32_t> out(std::size_t(rows * n), 0);
-  for (std::int64_t col = 0; col < n; ++col) {
-    auto word = [&](std::int64_t w) -> std::uint32_t& { return out[std::size_t(w * n + col)]; };
-    for (std::int64_t i = 0; i < k; ++i) write_field(word, i, bits, codes[std::size_t(i * n + col)]);
-  }
-  return out;
+  return pack_streams(codes, qweight_layout(k, n), bits, rows * n);
 }
 
 std::vector<std::uint8_t> unpack_qweight(std::span<const std::uint32_t> qweight, std::int64_t k, std::int64_t n,
                                          int bits) {
   const std::int64_t rows = packed_words(k, bits, "qweight");
   check_size(qweight.size(), rows * n, "qweight");
-  std::vector<std::uint8_t> out(std::size_t(k * n));
-  for (std::int64_t col = 0; col < n; ++col) {
-    auto word = [&](std::int64_t w) { return qweight[std::size_t(w * n + col)]; };
-    for (std::int64_t i = 0; i < k; ++i) out[std::size_t(i * n + col)] = std::uint8_t(read_field(word, i, bits));
-  }
-  return out;
+  return unpack_streams(qweight, qweight_layout(k, n), bits);
 }
 
 std::vector<std::uint32_t> pack_qzeros(std::span<const std::uint8_t> zeros, std::int64_t groups, std::int64_t n,
@@ -92,24 +117,14 @@ std::vector<std::uint32_t> pack_qzeros(std::span<const std::uint8_t> zeros, std:
   const std::int64_t cols = packed_words(n, bits, "qzeros");
   check_size(zeros.size(), groups * n, "zeros");
   check_codes(zeros, bits, "zeros");
-  std::vector<std::uint32_t> out(std::size_t(groups * cols), 0);
-  for (std::int64_t g = 0; g < groups; ++g) {
-    auto word = [&](std::int64_t w) -> std::uint32_t& { return out[std::size_t(g * cols + w)]; };
-    for (std::int64_t i = 0; i < n; ++i) write_field(word, i, bits, zeros[std::size_t(g * n + i)]);
-  }
-  return out;
+  return pack_streams(zeros, qzeros_layout(groups, n, cols), bits, groups * cols);
 }
 
 std::vector<std::uint8_t> unpack_qzeros(std::span<const std::uint32_t> qzeros, std::int64_t groups, std::int64_t n,
                                         int bits) {
   const std::int64_t cols = packed_words(n, bits, "qzeros");
   check_size(qzeros.size(), groups * cols, "qzeros");
-  std::vector<std::uint8_t> out(std::size_t(groups * n));
-  for (std::int64_t g = 0; g < groups; ++g) {
-    auto word = [&](std::int64_t w) { return qzeros[std::size_t(g * cols + w)]; };
-    for (std::int64_t i = 0; i < n; ++i) out[std::size_t(g * n + i)] = std::uint8_t(read_field(word, i, bits));
-  }
-  return out;
+  return unpack_streams(qzeros, qzeros_layout(groups, n, cols), bits);
 }
 
 std::vector<std::uint32_t> qzeros_v1_to_v2(std::span<const std::uint32_t> qzeros, std::int64_t groups,
