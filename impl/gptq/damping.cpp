@@ -85,7 +85,6 @@ Factorization factor_inverse_hessian(const at::Tensor& h, at::ScalarType working
                       "0 < damp_percent < " + fmt(policy.cap), "damp_percent " + fmt(policy.percdamp) +
                                                                     ", increment " + fmt(policy.increment));
   }
-  check_hessian_usable(h, ctx);
   Factorization out;
   std::int64_t failed_minor = 0;
   double percdamp = policy.percdamp;

@@ -35,7 +35,8 @@ struct Factorization {
   double min_pivot = 0;   // smallest diagonal entry of the Cholesky factor of the damped H
 };
 
-// `h` must be square, finite and not all zero (dead columns already set to 1 on the diagonal). Attempts run in
+// `h` must have passed check_hessian_usable (prepare_layer checks it before setting dead columns to 1 on the
+// diagonal, which would hide an all-zero H; a second pass over K^2 entries here would be wasted). Attempts run in
 // `working` precision; the float64 retry starts again from `h` itself, so keep `h` in the precision it was
 // accumulated in (a float64 H rounded to float32 first may already have lost its definiteness). Throws
 // NumericError naming the layer, the last percdamp tried, the minor that failed and what to change
