@@ -243,6 +243,15 @@ TEST(GptqReference, BadInputsAreTypedErrorsNamingTheLayer) {
   expect_error([&] { gptq_reference(at::randn({256}), h, cfg, "q_proj"); }, "weight must be");
   expect_error([&] { gptq_reference(w, at::eye(128), cfg, "q_proj"); }, "expected shape [256, 256]");
   expect_error([&] { gptq_reference(w.to(at::kInt), h, cfg, "q_proj"); }, "floating point");
+  expect_error([&] { gptq_reference(w, h.to(at::kInt), cfg, "q_proj"); }, "the Hessian must be floating point");
+  GptqConfig bad_block = cfg;
+  bad_block.block_size = 0;
+  expect_error([&] { gptq_reference(w, h, bad_block, "q_proj"); }, "block_size must be positive");
+  GptqConfig static_without_groups = cfg;
+  static_without_groups.group_size = -1;
+  static_without_groups.static_groups = true;
+  expect_error([&] { gptq_reference(w, h, static_without_groups, "q_proj"); }, "static_groups needs groups");
+  expect_error([&] { gptq_optimized(w, h, cfg, "q_proj", -1, c10::kCPU); }, "the optimized GPTQ");
   at::Tensor nan_w = w.clone();
   nan_w[0][0] = std::nan("");
   EXPECT_THROW(gptq_reference(nan_w, h, cfg, "q_proj"), NumericError);
