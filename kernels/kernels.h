@@ -76,3 +76,27 @@ inline constexpr int kGptqMaxBlock = 128;
 cudaError_t launch_gptq_block(const GptqBlockArgs& args, cudaStream_t stream);
 
 }  // namespace qh::kernels
+
+namespace qh::kernels {
+
+// Element type of a tensor a launcher reads or writes.
+enum class DType { F16, BF16, F32 };
+
+// GPTQ dequantization (FORMATS.md 1.2, 1.3, 1.5): W[k, n] = scale[g, n] * (q[k, n] - z[g, n]), g = g_idx[k], with
+// q read from qweight's little-endian bit stream down K and z from qzeros' stream along N, plus `zero_offset`
+// (1 for v1 "gptq" checkpoints, which store zero - 1; 0 for v2). The product is formed in float32 (exact for
+// fp16/bf16 scales) and rounded once to `dtype`. One thread per (32 values of K, column): it reads `bits` words.
+struct GptqDequantArgs {
+  const std::uint32_t* qweight = nullptr;  // (k * bits / 32, n)
+  const std::uint32_t* qzeros = nullptr;   // (groups, n * bits / 32)
+  const void* scales = nullptr;            // (groups, n) in `dtype`
+  const std::int32_t* g_idx = nullptr;     // (k,), each in [0, groups) (checked by the caller; out of range -> NaN)
+  std::int64_t k = 0, n = 0, groups = 0;
+  int bits = 4;
+  int zero_offset = 1;
+  DType dtype = DType::F16;
+  void* out = nullptr;                     // (k, n) row-major in `dtype`
+};
+cudaError_t launch_gptq_dequant(const GptqDequantArgs& args, cudaStream_t stream);
+
+}  // namespace qh::kernels

@@ -1,0 +1,63 @@
+// The model testbed of the checkpoint suites: tiny llama-like / hyena-like models with seeded random weights,
+// quantized with GPTQ where the loader's plan says so, and token batches to run them on.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "conformance/gptq_case.h"
+#include "impl/checkpoint/loader.h"
+#include "impl/model/layers.h"
+#include "impl/quant_linear/from_gptq.h"
+
+namespace qh::testing {
+
+inline format::QuantizeConfig quantize_config(int bits = 4, int group_size = 32, bool sym = true,
+                                              bool desc_act = false,
+                                              format::CheckpointFormat fmt = format::CheckpointFormat::Gptq) {
+  format::QuantizeConfig c;
+  c.bits = bits;
+  c.group_size = group_size;
+  c.sym = sym;
+  c.desc_act = desc_act;
+  c.checkpoint_format = fmt;
+  c.quantizer = {"qharness:test"};
+  return c;
+}
+
+// `config`'s architecture on the CPU with seeded weights; every module the plan marks Quantized is replaced by a
+// QuantLinear made by GPTQ (reference, float32) on a Hessian of correlated activations.
+inline model::Model quantized_model(const format::ModelConfig& config, const format::QuantizeConfig& qc,
+                                    const checkpoint::SkipRules& skip = {}, std::uint64_t seed = 7) {
+  model::Model m = model::build_model(config, c10::kCPU);
+  model::init_random(m, seed);
+  const checkpoint::QuantizedLayout layout = checkpoint::layout_from(qc);
+  std::uint64_t layer_seed = seed;
+  for (const auto& d : checkpoint::plan_modules(m, layout, skip)) {
+    if (d.action != checkpoint::ModuleAction::Quantized) continue;
+    const auto* linear = dynamic_cast<const model::Linear*>(model::find_module(*m.root, d.module));
+    const at::Tensor w = linear->tensor("weight");
+    const at::Tensor h = hessian_of(correlated_activations(4 * w.size(1), w.size(1), ++layer_seed)).to(at::kFloat);
+    const auto spec = *layout.spec_for(d.module, w.size(1), w.size(0));
+    gptq::GptqConfig gc;
+    gc.bits = spec.bits;
+    gc.group_size = spec.group_size;
+    gc.sym = spec.sym;
+    gc.desc_act = spec.desc_act;
+    const at::Tensor bias = linear->has_bias() ? linear->tensor("bias") : at::Tensor();
+    auto q = quant_linear::quantize_linear(w.to(at::kFloat), bias, h, gc, layout.zero_format, w.scalar_type(),
+                                           d.module);
+    model::replace_module(*m.root, d.module, std::move(q.module));
+  }
+  return m;
+}
+
+inline at::Tensor token_batch(std::int64_t vocab, std::uint64_t seed) {
+  at::manual_seed(seed);
+  return at::randint(vocab, {2, 8}, at::kLong);
+}
+
+inline const at::Tensor& tensor_at(model::Model& m, const std::string& module, const std::string& name) {
+  return model::find_module(*m.root, module)->tensor(name);
+}
+
+}  // namespace qh::testing
