@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "impl/cli/results_json.h"
 #include "impl/core/progress.h"
 #include "impl/gptq/hessian.h"
 #include "impl/gptq/reference.h"
@@ -36,20 +37,9 @@ const FixtureLayer kLayers[] = {
     {"synthetic.layers.1.self_attn.k_proj", 256, 512, 1, 64, true, true, 3},
 };
 
-ordered_json summary_json(const gptq::LayerSummary& s, const char* path) {
-  return {{"name", s.name},           {"path", path},
-          {"bits", s.bits},           {"group_size", s.group_size},
-          {"desc_act", s.desc_act},   {"damp_initial", s.damp_initial},
-          {"damp_final", s.damp_final}, {"attempts", s.attempts},
-          {"float64_retry", s.float64_retry}, {"dead_columns", s.dead_columns},
-          {"calib_tokens", s.calib_tokens}, {"min_pivot", s.min_pivot},
-          {"loss", s.loss},           {"seconds", s.seconds}};
-}
-
 ordered_json check(const std::string& name, const std::string& status, double seconds, const std::string& message,
                    ordered_json details = ordered_json::object()) {
-  return {{"name", name}, {"suite", "qharness.gptq"}, {"status", status}, {"duration_s", seconds},
-          {"message", message}, {"details", std::move(details)}};
+  return check_json(name, "qharness.gptq", status, seconds, message, std::move(details));
 }
 
 double output_error(const at::Tensor& w, const at::Tensor& q, const at::Tensor& x) {
@@ -85,7 +75,7 @@ void run_gptq_fixtures(const std::string& device, ordered_json& checks, ordered_
       acc.add_batch(x.to(at::kHalf));  // calibration activations arrive in fp16, as from a model
       const at::Tensor tokens = x.reshape({-1, f.in});
       const gptq::GptqResult ref = gptq::gptq_reference(w, acc.hessian(), cfg, f.name, acc.tokens());
-      layers.push_back(summary_json(ref.summary, "reference"));
+      layers.push_back(layer_json(ref.summary, "reference"));
       // Round-to-nearest with the same grids: GPTQ with an identity Hessian.
       const gptq::GptqResult rtn = gptq::gptq_reference(w, at::eye(f.in), cfg, f.name);
       const double gptq_err = output_error(w, ref.q, tokens), rtn_err = output_error(w, rtn.q, tokens);
@@ -99,7 +89,7 @@ void run_gptq_fixtures(const std::string& device, ordered_json& checks, ordered_
                                no_gpu));
       } else {
         const gptq::GptqResult opt = gptq::gptq_optimized(w, acc.hessian(), cfg, f.name, acc.tokens());
-        layers.push_back(summary_json(opt.summary, "optimized"));
+        layers.push_back(layer_json(opt.summary, "optimized"));
         // The agreement target of issue 4 (>= 99.9 % identical codes; gptq_optimized_test explains the margin).
         const double same = ref.codes.eq(opt.codes.cpu()).to(at::kDouble).mean().item<double>();
         checks.push_back(check(f.name + "/optimized_matches_reference", same >= 0.999 ? "pass" : "fail", elapsed(),

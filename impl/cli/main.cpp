@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "impl/cli/quantize_command.h"
 #include "impl/cli/run_command.h"
+#include "impl/cli/verify_command.h"
 #include "impl/core/errors.h"
 
 namespace {
@@ -20,6 +22,8 @@ usage: qharness <command> [options]
 
 commands:
   run       run the conformance suites and GPTQ on built-in synthetic layers, write results.json
+  quantize  GPTQ the Linear weights of a safetensors file into a GPTQ checkpoint (GPTQModel's layout)
+  verify    check a GPTQ checkpoint directory: config, packed tensors, v1/v2 zero points, biases
   help      show this text; `qharness <command> --help` shows a command's options
 
 exit status: 0 success, 1 a check failed, 2 bad usage or input (the message says which)
@@ -40,6 +44,45 @@ options:
   -h, --help      show this text
 
 exit status: 0 every check passed or skipped, 1 a check failed or a suite crashed, 2 bad usage
+)";
+
+constexpr const char* kQuantizeUsage = R"(usage: qharness quantize --weights FILE --calib FILE --out DIR [options]
+
+GPTQ (FORMATS.md 2.2) on every <layer>.weight (out, in) of FILE that has calibration data in the --calib file:
+<layer>.hessian (in, in), or <layer>.inputs (..., in) activations accumulated as GPTQ does. Other tensors (and
+layers without calibration data or matched by --skip) are copied unchanged. Writes DIR/model.safetensors,
+DIR/quantize_config.json (GPTQModel's layout) and DIR/config.json with quantization_config, each atomically and
+only after every layer succeeded; prints per-layer progress and a summary table.
+
+options:
+  --bits B            2, 3, 4 or 8 (default 4)
+  --group-size G      -1 or > 0 (default 128)
+  --desc-act          act-order (default off)
+  --asym              asymmetric grid (default symmetric)
+  --static-groups     group grids from the unpermuted columns
+  --format F          gptq (v1, default: zero points stored minus one, the most compatible) or gptq_v2. v1 cannot
+                      store an asymmetric zero point of 0: such a layer is refused and gptq_v2 suggested
+  --damp X            damp_percent, 0 < X < 1 (default 0.01); failed factorizations raise it by 0.0025
+  --skip KEY          keep layers whose name contains KEY as whole components (repeatable); saved as
+                      modules_to_not_convert
+  --config FILE       the model's config.json to extend with quantization_config (default: {} )
+  --device D          cpu (reference GPTQ, default) or cuda (optimized GPTQ)
+  --float64           run the reference in float64
+  -h, --help          show this text
+
+exit status: 0 written, 2 bad usage or input (nothing written)
+)";
+
+constexpr const char* kVerifyUsage = R"(usage: qharness verify PATH [--base DIR] [--out DIR]
+
+Checks the GPTQ checkpoint directory PATH (any tool's): the quantization config (valid; quantize_config.json and
+config.json agreeing), every quantized layer's qweight/qzeros/scales/g_idx (dtypes, shapes, the bits the shapes
+imply, g_idx in range and monotonic without desc_act, finite positive scales), stored zero points against
+checkpoint_format (gptq = v1 vs gptq_v2), and biases: consistent across layers of one name, and with --base (the
+unquantized model's directory) present exactly where the base model has one and equal to it. Prints the findings
+and writes them as checks into OUT/results.json (default reports/out/verify).
+
+exit status: 0 no finding, 1 findings, 2 bad usage or unreadable PATH
 )";
 
 // Directory of the running executable: the suite manifest is written next to it by the build.
@@ -74,6 +117,73 @@ int run_main(const std::vector<std::string>& args) {
   return qh::cli::run_command(options, executable_dir());
 }
 
+bool is_flag(const std::string& a, const char* name) { return a == name; }
+
+int quantize_main(const std::vector<std::string>& args) {
+  qh::cli::QuantizeOptions o;
+  o.config.quantizer.clear();
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kQuantizeUsage, stdout);
+      return 0;
+    }
+    if (is_flag(a, "--desc-act")) o.config.desc_act = true;
+    else if (is_flag(a, "--asym")) o.config.sym = false;
+    else if (is_flag(a, "--static-groups")) o.config.static_groups = true;
+    else if (is_flag(a, "--float64")) o.float64 = true;
+    else if (a == "--weights" || a == "--calib" || a == "--out" || a == "--config" || a == "--device" ||
+             a == "--skip" || a == "--bits" || a == "--group-size" || a == "--format" || a == "--damp") {
+      const std::string* v = value();
+      if (v == nullptr) return usage_error(a + " needs a value", kQuantizeUsage);
+      try {
+        if (a == "--weights") o.weights = *v;
+        else if (a == "--calib") o.calibration = *v;
+        else if (a == "--out") o.out_dir = *v;
+        else if (a == "--config") o.base_config = *v;
+        else if (a == "--device") o.device = *v;
+        else if (a == "--skip") o.skip.push_back(*v);
+        else if (a == "--bits") o.config.bits = std::stoi(*v);
+        else if (a == "--group-size") o.config.group_size = std::stoi(*v);
+        else if (a == "--damp") o.config.damp_percent = std::stod(*v);
+        else if (const auto f = qh::format::parse_checkpoint_format(*v)) o.config.checkpoint_format = *f;
+        else return usage_error("--format takes gptq or gptq_v2, not '" + *v + "'", kQuantizeUsage);
+      } catch (const std::logic_error&) {
+        return usage_error(a + " needs a number, not '" + *v + "'", kQuantizeUsage);
+      }
+    } else {
+      return usage_error("unknown option '" + a + "' for quantize", kQuantizeUsage);
+    }
+  }
+  if (o.weights.empty() || o.calibration.empty() || o.out_dir.empty()) {
+    return usage_error("--weights, --calib and --out are required", kQuantizeUsage);
+  }
+  if (o.device != "cpu" && o.device != "cuda") return usage_error("--device takes cpu or cuda", kQuantizeUsage);
+  return qh::cli::quantize_command(o);
+}
+
+int verify_main(const std::vector<std::string>& args) {
+  qh::cli::VerifyOptions o;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kVerifyUsage, stdout);
+      return 0;
+    }
+    if (a == "--base" || a == "--out") {
+      if (i + 1 >= args.size()) return usage_error(a + " needs a value", kVerifyUsage);
+      (a == "--base" ? o.base : o.out_dir) = args[++i];
+    } else if (!a.empty() && a[0] != '-' && o.path.empty()) {
+      o.path = a;
+    } else {
+      return usage_error("unexpected argument '" + a + "' for verify", kVerifyUsage);
+    }
+  }
+  if (o.path.empty()) return usage_error("verify needs a checkpoint directory", kVerifyUsage);
+  return qh::cli::verify_command(o);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,6 +200,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (command == "run") return run_main(args);
+    if (command == "quantize") return quantize_main(args);
+    if (command == "verify") return verify_main(args);
     return usage_error("unknown command '" + command + "'", kUsage);
   } catch (const qh::Error& e) {
     std::fprintf(stderr, "qharness %s: error: %s\n", command.c_str(), e.what());

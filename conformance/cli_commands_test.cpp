@@ -1,0 +1,146 @@
+// `qharness quantize` and `qharness verify` end to end: a checkpoint written from a safetensors file of weights and
+// calibration activations loads, verifies clean and keeps its biases; bad input writes nothing (DESIGN.md: the v1
+// asymmetric zero point of 0 is refused with the layer's name and gptq_v2 suggested, never a corrupt word).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "conformance/gptq_case.h"
+#include "conformance/testing.h"
+#include "impl/checkpoint/loader.h"
+#include "impl/checkpoint/safetensors_tensors.h"
+#include "impl/checkpoint/verify.h"
+#include "impl/cli/quantize_command.h"
+#include "impl/cli/verify_command.h"
+#include "impl/core/atomic_file.h"
+#include "impl/core/errors.h"
+#include "impl/model/layers.h"
+
+namespace qh {
+namespace {
+
+using testing::TempDir;
+
+struct Inputs {
+  TempDir dir;
+  model::Model model = model::build_model(model::tiny_llama_config(true, false, false), c10::kCPU);
+  cli::QuantizeOptions options;
+};
+
+// A tiny llama's weights (model.safetensors layout) and calibration inputs for every Linear but lm_head.
+std::unique_ptr<Inputs> inputs(std::uint64_t seed = 9) {
+  auto in = std::make_unique<Inputs>();
+  model::init_random(in->model, seed);
+  std::vector<std::pair<std::string, at::Tensor>> weights, calib;
+  for (const auto& t : model::named_tensors(*in->model.root)) weights.emplace_back(t.name, t.slot->value);
+  for (const auto& [name, m] : model::named_modules(*in->model.root)) {
+    const auto* linear = dynamic_cast<const model::Linear*>(m);
+    if (linear == nullptr || name == "lm_head") continue;
+    calib.emplace_back(name + ".inputs",
+                       testing::correlated_activations(256, linear->in_features(), ++seed).to(at::kHalf));
+  }
+  checkpoint::save_tensors(in->dir.file("weights.safetensors"), weights);
+  checkpoint::save_tensors(in->dir.file("calib.safetensors"), calib);
+  write_file_atomically(in->dir.file("config.json"), format::model_config_json(in->model.config));
+  in->options.weights = in->dir.file("weights.safetensors");
+  in->options.calibration = in->dir.file("calib.safetensors");
+  in->options.base_config = in->dir.file("config.json");
+  in->options.out_dir = in->dir.file("out");
+  in->options.config.group_size = 32;
+  return in;
+}
+
+// quantize -> a directory our loader, our verify and GPTQModel's config layout all accept, biases intact.
+TEST(CliCommands, QuantizeWritesALoadableCheckpoint) {
+  auto in = inputs();
+  ASSERT_EQ(cli::quantize_command(in->options), 0);
+  const auto report = checkpoint::verify_checkpoint(in->options.out_dir);
+  EXPECT_EQ(report.layers.size(), 14u);
+  for (const auto& f : report.findings) ADD_FAILURE() << f.layer << ": " << f.message;
+  const auto loaded = checkpoint::load_checkpoint(in->options.out_dir, {});
+  const char* q = "model.layers.1.self_attn.q_proj";
+  EXPECT_EQ(model::find_module(*loaded.model.root, q)->kind(), "QuantLinear");
+  EXPECT_TRUE(model::find_module(*loaded.model.root, q)->tensor("bias").equal(
+      model::find_module(*in->model.root, q)->tensor("bias")));
+  std::ifstream config(in->options.out_dir + "/quantize_config.json");
+  const auto json = nlohmann::json::parse(config);
+  EXPECT_EQ(json["bits"], 4);
+  EXPECT_EQ(json["group_size"], 32);
+  EXPECT_EQ(json["checkpoint_format"], "gptq");
+  EXPECT_EQ(json["meta"]["damp_percent"], 0.01);
+}
+
+// A group whose weights are all >= 0 has the asymmetric zero point 0: v1 cannot store it. The error names the
+// layer and suggests gptq_v2, and no file is written; gptq_v2 writes it.
+TEST(CliCommands, QuantizeRefusesV1ZeroPointZero) {
+  auto in = inputs();
+  {
+    auto weights = checkpoint::load_all(in->options.weights, c10::kCPU);
+    std::vector<std::pair<std::string, at::Tensor>> edited;
+    for (auto& [name, t] : weights) {
+      at::Tensor v = t.clone();
+      if (name == "model.layers.0.mlp.up_proj.weight") v.narrow(1, 0, 32).abs_();  // row 0.., group 0: all >= 0
+      edited.emplace_back(name, v);
+    }
+    weights.clear();
+    checkpoint::save_tensors(in->options.weights, edited);
+  }
+  in->options.config.sym = false;
+  try {
+    cli::quantize_command(in->options);
+    FAIL() << "a v1 zero point of 0 was written";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.up_proj"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("gptq_v2"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(in->options.out_dir + "/model.safetensors"));
+  in->options.config.checkpoint_format = format::CheckpointFormat::GptqV2;
+  EXPECT_EQ(cli::quantize_command(in->options), 0);
+  EXPECT_TRUE(checkpoint::verify_checkpoint(in->options.out_dir).findings.empty());
+}
+
+// NaN in the calibration data is an error naming the layer, before anything is written.
+TEST(CliCommands, QuantizeRefusesNanCalibration) {
+  auto in = inputs();
+  {
+    auto calib = checkpoint::load_all(in->options.calibration, c10::kCPU);
+    std::vector<std::pair<std::string, at::Tensor>> edited;
+    for (auto& [name, t] : calib) {
+      at::Tensor v = t.clone();
+      if (name == "model.layers.1.mlp.down_proj.inputs") v[3][4] = NAN;
+      edited.emplace_back(name, v);
+    }
+    calib.clear();
+    checkpoint::save_tensors(in->options.calibration, edited);
+  }
+  try {
+    cli::quantize_command(in->options);
+    FAIL() << "NaN calibration accepted";
+  } catch (const NumericError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.down_proj"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(in->options.out_dir));
+}
+
+// verify's exit status and results.json: a clean checkpoint passes, a damaged one fails with the finding.
+TEST(CliCommands, VerifyExitStatusAndResults) {
+  auto in = inputs();
+  ASSERT_EQ(cli::quantize_command(in->options), 0);
+  cli::VerifyOptions v;
+  v.path = in->options.out_dir;
+  v.out_dir = in->dir.file("verify");
+  EXPECT_EQ(cli::verify_command(v), 0);
+  std::filesystem::remove(in->options.out_dir + "/quantize_config.json");
+  std::filesystem::remove(in->options.out_dir + "/config.json");
+  EXPECT_EQ(cli::verify_command(v), 1);
+  std::ifstream results(v.out_dir + "/results.json");
+  const auto json = nlohmann::json::parse(results);
+  EXPECT_EQ(json["summary"]["fail"], 1);
+  EXPECT_EQ(json["checks"][0]["name"], "verify/checkpoint/config");
+}
+
+}  // namespace
+}  // namespace qh
