@@ -222,7 +222,19 @@ void validate_packed(const PackedWeights& p, const QuantSpec& spec, const std::s
   }
   // v1 zero words hold zero - 1; a field of all ones is a writer's -1 that v1 cannot represent (the word is
   // corrupt). unpack_zero_points refuses it with the tensor's name.
-  if (spec.zero_format == ZeroFormat::V1) unpack_zero_points(p.qzeros, spec, layer);
+  const at::Tensor zero_points = unpack_zero_points(p.qzeros, spec, layer);
+  if (spec.sym) {
+    // A symmetric grid's zero point is (maxq + 1) / 2 everywhere (FORMATS.md 2.3); anything else is a damaged word
+    // (GPTQModel v2.2.0's 3-bit v2 -> v1 constants produce exactly that) or a config that lies about sym.
+    const int mid = 1 << (spec.bits - 1);
+    const std::int64_t off = zero_points.ne(mid).sum().item<std::int64_t>();
+    if (off > 0) {
+      throw FormatError(FormatError::Code::Other, Where{.file = file, .tensor = qzeros},
+                        "sym: true means every zero point is 2^(bits-1)", "all " + std::to_string(mid),
+                        std::to_string(off) + " of " + std::to_string(zero_points.numel()) + " differ (" +
+                            checkpoint_format_name(spec.zero_format) + " reading)");
+    }
+  }
 }
 
 }  // namespace qh::quant_linear
