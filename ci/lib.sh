@@ -22,6 +22,8 @@ stage() {
 
 # Installs dependencies, then configures and builds the `default` preset against the project's venv.
 bootstrap_and_build() {
+  # ccache keys relative to the clone, so a fresh clone elsewhere (CI) reuses what an earlier build compiled.
+  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
   stage bootstrap 2400 ci/bootstrap.sh
   QH_VENV="$(ci/bootstrap.sh --venv-path)"
   export QH_VENV PATH="$QH_VENV/bin:$PATH"

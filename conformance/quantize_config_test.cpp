@@ -376,6 +376,7 @@ TEST(QuantizeConfigValidation, MutatedInputNeverEscapesAsAnotherException) {
       QuantizeConfig again = parse_quantize_config(quantize_config_json(c), kSource);
       // Writing puts "-:" rules first; the rest of the config must come back unchanged.
       std::stable_partition(c.dynamic.begin(), c.dynamic.end(), [](const DynamicRule& d) { return d.skip; });
+      c.checkpoint_format_stated = true;  // the writer always writes checkpoint_format, so the re-read states it
       c.warnings.clear();
       again.warnings.clear();
       EXPECT_EQ(again, c) << text;
@@ -632,6 +633,17 @@ TEST(QuantizeConfigDynamic, SkipRulesWinOverEarlierOverrides) {
       R"({"bits": 4, "sym": true, "dynamic": {".*": {"bits": 8}, "-:.*lm_head": {}}})", kSource);
   EXPECT_EQ(c.settings_for("lm_head"), std::nullopt);
   EXPECT_EQ(c.settings_for("model.layers.0.mlp.up_proj")->bits, 8);
+}
+
+// A config that does not name its checkpoint_format says so (checkpoint_format_stated false), so the loader can let
+// the stored zero points decide; any key that names it (checkpoint_format, format, is_marlin_format) states it.
+TEST(QuantizeConfigCompat, UnstatedCheckpointFormatIsRecorded) {
+  EXPECT_FALSE(parse_quantize_config(R"({"bits": 4, "group_size": 128, "sym": true, "desc_act": false})", kSource)
+                   .checkpoint_format_stated);
+  EXPECT_TRUE(parse_quantize_config(R"({"bits": 4, "group_size": 128, "sym": true, "desc_act": false,
+                                        "checkpoint_format": "gptq"})", kSource).checkpoint_format_stated);
+  EXPECT_TRUE(parse_quantize_config(R"({"bits": 4, "group_size": 128, "sym": true, "desc_act": false,
+                                        "format": "gptq_v2"})", kSource).checkpoint_format_stated);
 }
 
 }  // namespace

@@ -42,9 +42,7 @@ QuantizedLayout layout_from(const format::QuantizeConfig& config) {
       throw ConfigError(Where{.file = config.source}, "the GPTQ loader reads checkpoint_format gptq or gptq_v2",
                         "gptq or gptq_v2", "marlin (Marlin checkpoints hold B and s, not qweight/qzeros)");
   }
-  for (const std::string& w : config.warnings) {
-    if (w.rfind("checkpoint_format missing", 0) == 0) layout.zero_format_stated = false;
-  }
+  layout.zero_format_stated = config.checkpoint_format_stated;
   return layout;
 }
 

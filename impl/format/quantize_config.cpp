@@ -229,6 +229,7 @@ void read_format(const json& object, QuantizeConfig& config, const std::string& 
     }
   }
   if (claims.empty()) {
+    config.checkpoint_format_stated = false;
     config.warnings.push_back("checkpoint_format missing: inferred gptq (v1) as AutoGPTQ and GPTQModel do");
     return;
   }

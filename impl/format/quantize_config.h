@@ -53,6 +53,7 @@ struct QuantizeConfig {
   bool lm_head = false;   // GPTQModel: lm_head is quantized too
   std::string quant_method = "gptq";
   CheckpointFormat checkpoint_format = CheckpointFormat::Gptq;
+  bool checkpoint_format_stated = true;  // false: no key said it and gptq was inferred (the zero points may decide)
   std::string pack_dtype = "int32";
   // GPTQModel keeps these under `meta`, AutoGPTQ and transformers at top level.
   double damp_percent = 0.01;          // 0 < x < 1
