@@ -8,14 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "conformance/gptq_case.h"
 #include "conformance/testing.h"
 #include "impl/checkpoint/loader.h"
 #include "impl/checkpoint/safetensors_tensors.h"
 #include "impl/checkpoint/verify.h"
+#include "impl/cli/checkpoint_fixtures.h"
 #include "impl/cli/quantize_command.h"
 #include "impl/cli/verify_command.h"
-#include "impl/core/atomic_file.h"
 #include "impl/core/errors.h"
 #include "impl/model/layers.h"
 
@@ -26,30 +25,17 @@ using testing::TempDir;
 
 struct Inputs {
   TempDir dir;
-  model::Model model = model::build_model(model::tiny_llama_config(true, false, false), c10::kCPU);
+  model::Model model;
   cli::QuantizeOptions options;
 };
 
-// A tiny llama's weights (model.safetensors layout) and calibration inputs for every Linear but lm_head.
+// A tiny llama with biases, written as quantize's inputs by the same code `qharness run` uses.
 std::unique_ptr<Inputs> inputs(std::uint64_t seed = 9) {
   auto in = std::make_unique<Inputs>();
+  in->model = model::build_model(model::tiny_llama_config(true, false, false), c10::kCPU);
   model::init_random(in->model, seed);
-  std::vector<std::pair<std::string, at::Tensor>> weights, calib;
-  for (const auto& t : model::named_tensors(*in->model.root)) weights.emplace_back(t.name, t.slot->value);
-  for (const auto& [name, m] : model::named_modules(*in->model.root)) {
-    const auto* linear = dynamic_cast<const model::Linear*>(m);
-    if (linear == nullptr || name == "lm_head") continue;
-    calib.emplace_back(name + ".inputs",
-                       testing::correlated_activations(256, linear->in_features(), ++seed).to(at::kHalf));
-  }
-  checkpoint::save_tensors(in->dir.file("weights.safetensors"), weights);
-  checkpoint::save_tensors(in->dir.file("calib.safetensors"), calib);
-  write_file_atomically(in->dir.file("config.json"), format::model_config_json(in->model.config));
-  in->options.weights = in->dir.file("weights.safetensors");
-  in->options.calibration = in->dir.file("calib.safetensors");
-  in->options.base_config = in->dir.file("config.json");
+  in->options = cli::write_quantize_inputs(in->model, in->dir.path(), seed);
   in->options.out_dir = in->dir.file("out");
-  in->options.config.group_size = 32;
   return in;
 }
 
@@ -110,7 +96,7 @@ TEST(CliCommands, QuantizeRefusesNanCalibration) {
     std::vector<std::pair<std::string, at::Tensor>> edited;
     for (auto& [name, t] : calib) {
       at::Tensor v = t.clone();
-      if (name == "model.layers.1.mlp.down_proj.inputs") v[3][4] = NAN;
+      if (name == "model.layers.1.mlp.down_proj.inputs") v[3][4][5] = NAN;
       edited.emplace_back(name, v);
     }
     calib.clear();

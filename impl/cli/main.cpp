@@ -33,9 +33,10 @@ constexpr const char* kRunUsage = R"(usage: qharness run [--out DIR] [--device a
 
 Runs every conformance suite of this build (the GoogleTest binaries listed in bin/qh_suites.json) with
 --gtest_output=json, then GPTQ on three built-in synthetic layers (fixed seeds; the reference against
-round-to-nearest, the optimized CUDA path against the reference when a GPU is used), and merges the checks, the
-per-layer summaries and the environment (host, CPU, GPUs, CUDA, torch, compiler) into DIR/results.json (schema:
-docs/results.md), then prints a summary. Per-suite console logs and gtest reports are kept in DIR/suites/.
+round-to-nearest, the optimized CUDA path against the reference when a GPU is used), then `quantize` -> `verify` ->
+load on a built-in tiny llama-like checkpoint with biases (gptq symmetric and gptq_v2 asymmetric; files kept in
+DIR/checkpoint/), and merges the checks, the per-layer summaries and the environment (host, CPU, GPUs, CUDA, torch,
+compiler) into DIR/results.json (schema: docs/results.md), then prints a summary. Per-suite console logs and gtest reports are kept in DIR/suites/.
 
 options:
   --out DIR       output directory (default: reports/out)

@@ -74,7 +74,7 @@ std::vector<Job> plan_jobs(const format::SafetensorsFile& weights, const format:
 
 }  // namespace
 
-int quantize_command(const QuantizeOptions& o) {
+QuantizeResult quantize_checkpoint(const QuantizeOptions& o, bool show_progress) {
   const format::CheckpointFormat fmt = o.config.checkpoint_format;
   if (fmt == format::CheckpointFormat::Marlin) {
     throw ConfigError(Where{}, "quantize writes GPTQ checkpoints; convert to Marlin afterwards", "gptq or gptq_v2",
@@ -85,8 +85,8 @@ int quantize_command(const QuantizeOptions& o) {
   const auto weights = format::SafetensorsFile::open(o.weights);
   const auto calib = format::SafetensorsFile::open(o.calibration);
   checkpoint::SkipRules skip(o.skip);
-  std::vector<std::string> kept;
-  const std::vector<Job> jobs = plan_jobs(*weights, *calib, skip, kept);
+  QuantizeResult result;
+  const std::vector<Job> jobs = plan_jobs(*weights, *calib, skip, result.kept);
   if (jobs.empty()) {
     throw ConfigError(Where{.file = o.calibration}, "at least one layer needs calibration data",
                       "'<layer>.hessian' or '<layer>.inputs' for a '<layer>.weight' of " + o.weights,
@@ -97,9 +97,8 @@ int quantize_command(const QuantizeOptions& o) {
   const gptq::GptqConfig gc = gptq_config_of(o);
 
   std::vector<std::pair<std::string, at::Tensor>> out;
-  std::vector<gptq::LayerSummary> summaries;
   {
-    Progress progress("quantize", jobs.size());
+    Progress progress("quantize", jobs.size(), show_progress ? Progress::Style::Auto : Progress::Style::Silent);
     for (const Job& job : jobs) {
       const at::Tensor w = checkpoint::load_tensor(weights, *job.weight, c10::kCPU);
       if (!at::isFloatingType(w.scalar_type())) {
@@ -119,10 +118,10 @@ int quantize_command(const QuantizeOptions& o) {
       }
       const at::Tensor bias = job.bias ? checkpoint::load_tensor(weights, *job.bias, c10::kCPU) : at::Tensor();
       const c10::ScalarType dtype = w.scalar_type() == at::kBFloat16 ? at::kBFloat16 : at::kHalf;
-      auto q = quant_linear::quantize_linear(w.to(at::kFloat), bias, hessian.to(at::kFloat), gc, zero_format, dtype,
-                                             job.layer, device, tokens);
+      auto q = quant_linear::quantize_linear(w.to(at::kFloat), bias, hessian, gc, zero_format, dtype, job.layer, device,
+                                             tokens);
       for (const auto& [name, slot] : q.module->tensors()) out.emplace_back(job.layer + "." + name, slot->value);
-      summaries.push_back(q.summary);
+      result.layers.push_back(q.summary);
       progress.step(job.layer);
     }
   }
@@ -147,13 +146,18 @@ int quantize_command(const QuantizeOptions& o) {
   write_file_atomically(o.out_dir + "/config.json",
                         format::config_json_with_quantization(base, config, o.base_config.empty() ? "{}" : o.base_config));
 
+  return result;
+}
+
+int quantize_command(const QuantizeOptions& o) {
+  const QuantizeResult result = quantize_checkpoint(o);
   std::printf("%-48s %5s %6s %8s %8s %12s %8s\n", "layer", "bits", "group", "damp", "tries", "loss", "seconds");
-  for (const auto& s : summaries) {
+  for (const auto& s : result.layers) {
     std::printf("%-48s %5d %6d %8.4f %8d %12.4g %8.2f\n", s.name.c_str(), s.bits, s.group_size, s.damp_final,
                 s.attempts, s.loss, s.seconds);
   }
-  std::printf("qharness quantize: %zu layers quantized (%s), %zu kept in full precision -> %s\n", summaries.size(),
-              format::to_string(fmt), kept.size(), o.out_dir.c_str());
+  std::printf("qharness quantize: %zu layers quantized (%s), %zu kept in full precision -> %s\n", result.layers.size(),
+              format::to_string(o.config.checkpoint_format), result.kept.size(), o.out_dir.c_str());
   return 0;
 }
 

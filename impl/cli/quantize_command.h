@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "impl/format/quantize_config.h"
+#include "impl/gptq/config.h"
 
 namespace qh::cli {
 
@@ -21,7 +22,16 @@ struct QuantizeOptions {
   bool float64 = false;           // reference in float64
 };
 
-// Returns 0 on success; throws qh::Error for bad input (the CLI maps it to exit status 2).
+struct QuantizeResult {
+  std::vector<gptq::LayerSummary> layers;  // quantized, in file order
+  std::vector<std::string> kept;           // 2-D weights left in full precision (no calibration data, or skipped)
+};
+
+// Quantizes and writes the checkpoint; `progress` shows per-layer progress on stderr. Throws qh::Error for bad
+// input, before anything is written.
+QuantizeResult quantize_checkpoint(const QuantizeOptions& options, bool progress = true);
+
+// The command: quantize_checkpoint plus the summary table. Returns 0; the CLI maps a qh::Error to exit status 2.
 int quantize_command(const QuantizeOptions& options);
 
 }  // namespace qh::cli

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 
+#include "impl/cli/checkpoint_fixtures.h"
 #include "impl/cli/environment.h"
 #include "impl/cli/gptq_fixtures.h"
 #include "impl/cli/suites.h"
@@ -51,6 +52,7 @@ int run_command(const RunOptions& options, const std::string& bin_dir) {
   }
   ordered_json layers = ordered_json::array();
   run_gptq_fixtures(options.device, checks, layers);
+  run_checkpoint_fixtures(options.out_dir, checks, layers);
   const ordered_json summary = summarize(checks);
   const ordered_json results = {{"schema_version", 1},
                                 {"tool", tool_block()},
