@@ -100,3 +100,14 @@ struct GptqDequantArgs {
 cudaError_t launch_gptq_dequant(const GptqDequantArgs& args, cudaStream_t stream);
 
 }  // namespace qh::kernels
+
+namespace qh::kernels {
+
+// GPTQ 4-bit qweight (k/8, n) -> Marlin B (k/16, 2n) in one pass (FORMATS.md 3.1 layout, 3.4 act-order gather):
+// word c of tile row kt holds the 8 codes that Layer.pack puts there, each read straight from its qweight nibble.
+// With `perm` (k,) (act-order: argsort of g_idx), tile position kk of row kt takes source row perm[kt*16 + kk].
+// One thread per output word. Requires k % 16 == 0 and n % 64 == 0 (checked: cudaErrorInvalidValue).
+cudaError_t launch_marlin_repack(const std::uint32_t* qweight, const std::int32_t* perm, std::int64_t k, std::int64_t n,
+                                 std::uint32_t* out, cudaStream_t stream);
+
+}  // namespace qh::kernels
