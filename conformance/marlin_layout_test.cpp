@@ -1,16 +1,20 @@
 // The Marlin layout (impl/marlin): the permutation tables against FORMATS.md 3.1's listed entries, the packed words
 // against AutoGPTQ's gptq_repack description (FORMATS.md 3.2, which gathers by tile coordinates and never uses the
 // 1024-entry table: an independent oracle), pack/unpack and scale permutations as inverses, and the CUDA repack
-// (with and without an act-order permutation) bit for bit against the CPU reference.
+// (with and without an act-order permutation) bit for bit against the CPU reference; and B and s as AutoGPTQ 0.7.1's
+// own Marlin QuantLinear.pack wrote them (fixtures/marlin/, made by fixtures/gen_marlin_interop.py).
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 
+#include <filesystem>
 #include <numeric>
 #include <set>
 
 #include "conformance/gpu_testing.h"
+#include "impl/checkpoint/safetensors_tensors.h"
 #include "impl/core/errors.h"
+#include "impl/format/safetensors.h"
 #include "impl/format/gptq_pack.h"
 #include "impl/marlin/layout.h"
 #include "impl/marlin/repack.h"
@@ -122,6 +126,25 @@ TEST(MarlinLayout, CpuRepackFromGptqQweight) {
   const at::Tensor perm = at::randperm(k, at::kLong).to(at::kInt);
   EXPECT_TRUE(repack_gptq_qweight(qweight, perm, k, n, "layer")
                   .equal(pack_weights(codes.index_select(0, perm.to(at::kLong)), "layer")));
+}
+
+// AutoGPTQ's own pack() (the IST-DASLab Layer.pack code): our B from its codes and our s from its scales are its
+// bytes, for per-channel and grouped scales (one, two and three tile rows of groups).
+TEST(MarlinLayout, PackEqualsAutoGptqMarlinPack) {
+  std::vector<std::string> paths;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(QH_SOURCE_DIR) + "/fixtures/marlin/auto-gptq")) {
+    paths.push_back(e.path().string());
+  }
+  ASSERT_EQ(paths.size(), 6u);
+  for (const auto& path : paths) {
+    SCOPED_TRACE(path);
+    const auto t = checkpoint::load_all(path, c10::kCPU);
+    const std::int64_t k = t.at("input.codes").size(0), n = t.at("input.codes").size(1);
+    const at::Tensor scales = t.at("input.scales").t();  // pack() takes (N, groups); Marlin stores (groups, N)
+    EXPECT_TRUE(pack_weights(t.at("input.codes").to(at::kInt), "layer").equal(t.at("layer.B")));
+    EXPECT_TRUE(unpack_weights(t.at("layer.B"), k, n, "layer").equal(t.at("input.codes").to(at::kInt)));
+    EXPECT_TRUE(permute_scales(scales, scales.size(0) > 1, "layer").equal(t.at("layer.s")));
+  }
 }
 
 // The CUDA repack kernel equals the CPU reference bit for bit, with and without act-order, on shapes from one tile
