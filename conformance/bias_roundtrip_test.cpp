@@ -9,6 +9,7 @@
 #include "conformance/model_case.h"
 #include "conformance/testing.h"
 #include "impl/checkpoint/writer.h"
+#include "impl/cli/convert_command.h"
 #include "impl/core/errors.h"
 
 namespace qh {
@@ -185,6 +186,37 @@ TEST(GpuBiasRoundtrip, LoadOnCudaKeepsBiasAndWeights) {
   const at::Tensor cpu_logits = m.forward(tokens);
   const at::Tensor gpu_logits = gpu.model.forward(tokens.cuda()).cpu();
   EXPECT_LE((gpu_logits - cpu_logits).abs().max().item<double>(), 1e-2 * cpu_logits.abs().max().item<double>());
+}
+
+}  // namespace
+}  // namespace qh
+
+namespace qh {
+namespace {
+
+// GPTQ -> Marlin keeps the bias (AutoGPTQ #551/#554: the converted layer's bias stayed on meta or was dropped when
+// all zero) and the weights: the Marlin checkpoint loads and computes the GPTQ model's logits exactly (the same
+// fp16 weights in the same order feed the same matmul), with and without act-order.
+TEST(BiasRoundtrip, ConvertToMarlinKeepsBiasAndLogits) {
+  for (const bool desc_act : {false, true}) {
+    SCOPED_TRACE(desc_act ? "act-order" : "no act-order");
+    const auto qc = quantize_config(4, 32, true, desc_act);
+    auto m = quantized_model(model::tiny_llama_config(true, true, false), qc);
+    model::find_module(*m.root, kDown)->slot("bias")->value.zero_();  // an all-zero bias is still a bias
+    TempDir gptq, marlin;
+    checkpoint::save_checkpoint(m, gptq.path(), &qc);
+    cli::ConvertOptions o;
+    o.in_dir = gptq.path();
+    o.out_dir = marlin.path();
+    ASSERT_EQ(cli::convert_command(o), 0);
+    auto loaded = checkpoint::load_checkpoint(marlin.path(), {});
+    EXPECT_EQ(model::find_module(*loaded.model.root, kQProj)->kind(), "MarlinLinear");
+    EXPECT_TRUE(tensor_at(loaded.model, kQProj, "bias").equal(tensor_at(m, kQProj, "bias")));
+    EXPECT_EQ(tensor_at(loaded.model, kDown, "bias").numel(), m.config.hidden_size);
+    EXPECT_EQ(model::find_module(*loaded.model.root, kQProj)->slot("perm") != nullptr, desc_act);
+    const at::Tensor tokens = token_batch(m.config.vocab_size, 8);
+    EXPECT_TRUE(loaded.model.forward(tokens).equal(m.forward(tokens)));
+  }
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "impl/format/safetensors.h"
 #include "impl/format/gptq_pack.h"
 #include "impl/marlin/layout.h"
+#include "impl/marlin/marlin_linear.h"
 #include "impl/marlin/repack.h"
 #include "impl/quant_linear/packing.h"
 
@@ -111,6 +112,29 @@ TEST(MarlinLayout, RefusesUntileableShapesAndWideCodes) {
   }
   EXPECT_THROW(pack_weights(at::full({16, 64}, 16, at::kInt), "layer"), NumericError);
   EXPECT_THROW(permute_scales(at::zeros({2, 96}, at::kHalf), true, "layer"), ShapeError);
+}
+
+// What Marlin cannot hold is refused with the rule and the numbers: asymmetric zero points, 8 bits, a group size
+// outside -1/32/64/128, an N that does not tile.
+TEST(MarlinLayout, ConversionRefusalsNameTheRule) {
+  auto layer = [](int bits, int group, bool sym, std::int64_t n) {
+    return quant_linear::QuantLinear(quant_linear::QuantSpec{256, n, bits, group, sym, false,
+                                                             quant_linear::ZeroFormat::V2},
+                                     false, at::TensorOptions().dtype(at::kHalf));
+  };
+  auto message = [](const quant_linear::QuantLinear& l) {
+    try {
+      to_marlin(l, c10::kCPU, "m.q");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message(layer(4, 128, false, 128)).find("sym: false"), std::string::npos);
+  EXPECT_NE(message(layer(8, 128, true, 128)).find("bits = 8"), std::string::npos);
+  EXPECT_NE(message(layer(4, 16, true, 128)).find("group_size = 16"),
+            std::string::npos);
+  EXPECT_NE(message(layer(4, 128, true, 96)).find("N = 96"), std::string::npos);
 }
 
 // The CPU path of repack_gptq_qweight (unpack the GPTQ nibbles, pack) equals packing the codes directly, and with an

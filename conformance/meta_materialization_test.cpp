@@ -8,6 +8,7 @@
 #include "conformance/testing.h"
 #include "impl/checkpoint/writer.h"
 #include "impl/core/errors.h"
+#include "impl/marlin/marlin_linear.h"
 
 namespace qh {
 namespace {
@@ -41,7 +42,7 @@ TEST(MetaMaterialization, CopyIntoMetaIsRefused) {
   quant_linear::QuantLinear layer(spec, true, at::TensorOptions().device(c10::kMeta).dtype(at::kHalf));
   at::Tensor& bias = layer.slot("bias")->value;
   try {
-    checkpoint::copy_into(bias, at::ones({64}, at::kHalf), "layer.bias");
+    model::copy_into(bias, at::ones({64}, at::kHalf), "layer.bias");
     FAIL() << "copy into meta accepted";
   } catch (const ConfigError& e) {
     EXPECT_EQ(e.where().tensor, "layer.bias");
@@ -54,7 +55,7 @@ TEST(MetaMaterialization, CopyIntoMaterializedBiasTakesEffect) {
   quant_linear::QuantSpec spec{128, 64, 4, 32, true, false, quant_linear::ZeroFormat::V1};
   quant_linear::QuantLinear layer(spec, true, at::TensorOptions().dtype(at::kHalf));
   const at::Tensor values = at::arange(64, at::kFloat).to(at::kHalf);
-  checkpoint::copy_into(layer.slot("bias")->value, values, "layer.bias");
+  model::copy_into(layer.slot("bias")->value, values, "layer.bias");
   EXPECT_TRUE(layer.tensor("bias").equal(values));
 }
 
@@ -115,6 +116,56 @@ TEST(GpuMetaMaterialization, LoaderMaterializesOnCuda) {
     EXPECT_TRUE(t.slot->value.is_cuda()) << t.name;
   }
   EXPECT_NO_THROW(checkpoint::check_materialized(loaded.model, on_gpu.device));
+}
+
+}  // namespace
+}  // namespace qh
+
+namespace qh {
+namespace {
+
+std::unique_ptr<quant_linear::QuantLinear> quantized_layer(bool bias, const c10::Device& device = c10::kCPU) {
+  const quant_linear::QuantSpec spec{256, 128, 4, 64, true, true, quant_linear::ZeroFormat::V1};
+  at::manual_seed(3);
+  auto layer = std::make_unique<quant_linear::QuantLinear>(spec, bias,
+                                                           at::TensorOptions().dtype(at::kHalf).device(device));
+  if (!device.is_meta()) {
+    const at::Tensor g_idx = at::randperm(256, at::kLong).div(64, "floor").to(at::kInt);
+    layer->set_packed(quant_linear::pack(at::randint(16, {128, 256}, at::kInt), at::full({128, 4}, 8),
+                                         at::rand({128, 4}) + 0.01, g_idx, spec, at::kHalf, "layer"));
+    if (bias) layer->slot("bias")->value = at::randn({128}).to(at::kHalf);
+  }
+  return layer;
+}
+
+// Conversion builds the Marlin layer on the target device, never on meta (AutoGPTQ #551: created under
+// torch.device("meta"), its bias.copy_() did nothing): every buffer is real, the bias is the source's.
+TEST(MetaMaterialization, MarlinConversionBuildsOnTheTargetDevice) {
+  const auto source = quantized_layer(true);
+  const auto marlin = marlin::to_marlin(*source, c10::kCPU, "layer");
+  for (const auto& [name, slot] : marlin->tensors()) {
+    EXPECT_FALSE(slot->value.is_meta()) << name;
+    EXPECT_NE(slot->value.data_ptr(), nullptr) << name;
+  }
+  EXPECT_TRUE(marlin->tensor("bias").equal(source->tensor("bias")));
+  EXPECT_TRUE(marlin->dequantize().equal(source->dequantize()));
+}
+
+// A source still on meta cannot be converted: the error says to load it first.
+TEST(MetaMaterialization, MarlinConversionRefusesAMetaSource) {
+  EXPECT_THROW(marlin::to_marlin(*quantized_layer(true, c10::Device(c10::kMeta)), c10::kCPU, "layer"), ConfigError);
+}
+
+// On CUDA: every buffer on the GPU, and B, s, perm equal the CPU conversion's.
+TEST(GpuMetaMaterialization, MarlinConversionOnCuda) {
+  QH_REQUIRE_CUDA();
+  const auto source = quantized_layer(true);
+  const auto cpu = marlin::to_marlin(*source, c10::kCPU, "layer");
+  const auto gpu = marlin::to_marlin(*source, c10::Device(c10::kCUDA, 0), "layer");
+  for (const auto& [name, slot] : gpu->tensors()) {
+    EXPECT_TRUE(slot->value.is_cuda()) << name;
+    EXPECT_TRUE(slot->value.cpu().equal(cpu->tensor(name))) << name;
+  }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "impl/checkpoint/quantization.h"
 #include "impl/core/errors.h"
 #include "impl/core/shape_text.h"
+#include "impl/marlin/marlin_linear.h"
 #include "impl/model/layers.h"
 #include "impl/quant_linear/quant_linear.h"
 
@@ -121,22 +122,18 @@ void apply_plan(model::Model& model, const std::vector<ModuleDecision>& plan, co
     const auto* linear = dynamic_cast<const model::Linear*>(model::find_module(*model.root, d.module));
     const at::Tensor& w = linear->tensor("weight");
     const auto spec = *layout.spec_for(d.module, linear->in_features(), linear->out_features());
+    if (layout.marlin) {
+      const int g = spec.group_size == spec.in_features ? -1 : spec.group_size;
+      const marlin::MarlinSpec m{spec.in_features, spec.out_features, g, spec.desc_act};
+      m.validate(d.module);
+      model::replace_module(*model.root, d.module,
+                            std::make_unique<marlin::MarlinLinear>(m, linear->has_bias(), w.options()));
+      continue;
+    }
     spec.validate(d.module);
     auto q = std::make_unique<quant_linear::QuantLinear>(spec, linear->has_bias(), w.options());
     model::replace_module(*model.root, d.module, std::move(q));
   }
-}
-
-void copy_into(at::Tensor& destination, const at::Tensor& source, const std::string& name) {
-  if (destination.is_meta()) {
-    throw ConfigError(Where{.tensor = name}, "copy_ into a meta tensor copies nothing; materialize it first",
-                      "a tensor with storage (cpu or cuda)", "a meta tensor (AutoGPTQ #551: the bias stayed on meta)");
-  }
-  if (destination.sizes() != source.sizes()) {
-    throw ShapeError(Where{.tensor = name}, "copy_ needs equal shapes", shape_text(destination.sizes().vec()),
-                     shape_text(source.sizes().vec()));
-  }
-  destination.copy_(source);
 }
 
 void check_materialized(const model::Model& model, c10::Device device) {
@@ -198,7 +195,7 @@ LoadedModel load_checkpoint(const std::string& directory, const LoadOptions& opt
       continue;
     }
     c10::ScalarType dtype = templ.scalar_type();
-    const bool quant_buffer = t.owner->kind() == "QuantLinear";
+    const bool quant_buffer = t.owner->kind() == "QuantLinear" || t.owner->kind() == "MarlinLinear";
     if (!at::isFloatingType(dtype)) {
       if (stored.scalar_type() != dtype) {
         mismatched.push_back(t.name + ": expected dtype " + std::string(c10::toString(dtype)) + ", found " +
@@ -218,7 +215,7 @@ LoadedModel load_checkpoint(const std::string& directory, const LoadOptions& opt
       report.bytes_viewed += stored.nbytes();
     } else {
       at::Tensor real = at::empty(stored.sizes(), stored.options().dtype(dtype).device(options.device));
-      copy_into(real, stored, t.name);
+      model::copy_into(real, stored, t.name);
       t.slot->value = real;
       report.bytes_copied += real.nbytes();
     }

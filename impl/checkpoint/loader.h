@@ -79,8 +79,4 @@ LoadedModel load_checkpoint(const std::string& directory, const LoadOptions& opt
 // the first tensor that is not.
 void check_materialized(const model::Model& model, c10::Device device);
 
-// The one way qharness copies into an existing tensor: refuses a `meta` destination, where torch's copy_ returns
-// without copying anything (the AutoGPTQ Marlin bias bug, #551), and a shape mismatch. `name` is for messages.
-void copy_into(at::Tensor& destination, const at::Tensor& source, const std::string& name);
-
 }  // namespace qh::checkpoint

@@ -38,9 +38,7 @@ QuantizedLayout layout_from(const format::QuantizeConfig& config) {
   switch (config.checkpoint_format) {
     case format::CheckpointFormat::Gptq: layout.zero_format = quant_linear::ZeroFormat::V1; break;
     case format::CheckpointFormat::GptqV2: layout.zero_format = quant_linear::ZeroFormat::V2; break;
-    case format::CheckpointFormat::Marlin:
-      throw ConfigError(Where{.file = config.source}, "the GPTQ loader reads checkpoint_format gptq or gptq_v2",
-                        "gptq or gptq_v2", "marlin (Marlin checkpoints hold B and s, not qweight/qzeros)");
+    case format::CheckpointFormat::Marlin: layout.marlin = true; break;
   }
   layout.zero_format_stated = config.checkpoint_format_stated;
   return layout;

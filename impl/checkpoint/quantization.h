@@ -18,6 +18,7 @@ struct QuantizedLayout {
   format::QuantizeConfig config;  // bits, group_size, sym, desc_act, lm_head, dynamic overrides
   quant_linear::ZeroFormat zero_format = quant_linear::ZeroFormat::V1;
   bool zero_format_stated = true;  // false: checkpoint_format was missing and gptq (v1) was assumed
+  bool marlin = false;             // checkpoint_format marlin: layers hold B, s (and perm), not qweight/qzeros
 
   // The spec of module `module` (K = in_features, N = out_features) with GPTQModel's dynamic overrides applied;
   // nullopt when a dynamic "-:" rule leaves the module unquantized.
@@ -25,8 +26,7 @@ struct QuantizedLayout {
                                                   std::int64_t out_features) const;
 };
 
-// The layout of `config`; ConfigError naming config.source for a format the GPTQ loader cannot read (marlin:
-// convert with `qharness convert` instead).
+// The layout of `config`.
 QuantizedLayout layout_from(const format::QuantizeConfig& config);
 
 struct CheckpointQuantization {

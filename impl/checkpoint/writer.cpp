@@ -25,7 +25,11 @@ void save_checkpoint(const model::Model& model, const std::string& directory,
   for (const model::NamedTensor& t : model::named_tensors(*model.root)) {
     if (aliases.count(t.name)) continue;
     if (const auto* q = dynamic_cast<const quant_linear::QuantLinear*>(t.owner); q && t.local == "qzeros") {
-      const auto want = quantization == nullptr || quantization->checkpoint_format != format::CheckpointFormat::GptqV2
+      if (quantization != nullptr && quantization->checkpoint_format == format::CheckpointFormat::Marlin) {
+        throw ConfigError(Where{.layer = t.module}, "a marlin checkpoint holds MarlinLinear layers",
+                          "converted layers (marlin::to_marlin)", "a GPTQ QuantLinear");
+      }
+      const auto want = quantization == nullptr || quantization->checkpoint_format == format::CheckpointFormat::Gptq
                             ? quant_linear::ZeroFormat::V1
                             : quant_linear::ZeroFormat::V2;
       if (q->spec().zero_format != want) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "impl/cli/convert_command.h"
 #include "impl/cli/quantize_command.h"
 #include "impl/cli/run_command.h"
 #include "impl/cli/verify_command.h"
@@ -24,6 +25,7 @@ commands:
   run       run the conformance suites and GPTQ on built-in synthetic layers, write results.json
   quantize  GPTQ the Linear weights of a safetensors file into a GPTQ checkpoint (GPTQModel's layout)
   verify    check a GPTQ checkpoint directory: config, packed tensors, v1/v2 zero points, biases
+  convert   convert a GPTQ checkpoint to Marlin (--to marlin)
   help      show this text; `qharness <command> --help` shows a command's options
 
 exit status: 0 success, 1 a check failed, 2 bad usage or input (the message says which)
@@ -84,6 +86,18 @@ unquantized model's directory) present exactly where the base model has one and 
 and writes them as checks into OUT/results.json (default reports/out/verify).
 
 exit status: 0 no finding, 1 findings, 2 bad usage or unreadable PATH
+)";
+
+constexpr const char* kConvertUsage = R"(usage: qharness convert --to marlin IN OUT [--device cpu|cuda]
+
+Converts the GPTQ checkpoint directory IN (gptq or gptq_v2) into a Marlin checkpoint in OUT: each 4-bit symmetric
+layer's qweight/qzeros/scales/g_idx become B (K/16, 2N) int32 and s (groups, N) in AutoGPTQ's Marlin layout, plus
+perm (K,) int32 for act-order layers (not in AutoGPTQ's format; docs/marlin.md), with the bias kept; other tensors
+are copied; quantize_config.json and config.json get checkpoint_format "marlin". Layers Marlin cannot hold
+(bits != 4, asymmetric, group sizes other than -1/32/64/128, K % 16, N % 64) are refused by name with the rule;
+nothing is written then. --device cuda runs the repack kernel.
+
+exit status: 0 written, 2 bad usage or input
 )";
 
 // Directory of the running executable: the suite manifest is written next to it by the build.
@@ -164,6 +178,33 @@ int quantize_main(const std::vector<std::string>& args) {
   return qh::cli::quantize_command(o);
 }
 
+int convert_main(const std::vector<std::string>& args) {
+  qh::cli::ConvertOptions o;
+  std::string to;
+  std::vector<std::string> positional;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kConvertUsage, stdout);
+      return 0;
+    }
+    if (a == "--to" || a == "--device") {
+      if (i + 1 >= args.size()) return usage_error(a + " needs a value", kConvertUsage);
+      (a == "--to" ? to : o.device) = args[++i];
+    } else if (!a.empty() && a[0] != '-') {
+      positional.push_back(a);
+    } else {
+      return usage_error("unknown option '" + a + "' for convert", kConvertUsage);
+    }
+  }
+  if (to != "marlin") return usage_error("convert needs --to marlin", kConvertUsage);
+  if (positional.size() != 2) return usage_error("convert needs IN and OUT directories", kConvertUsage);
+  if (o.device != "cpu" && o.device != "cuda") return usage_error("--device takes cpu or cuda", kConvertUsage);
+  o.in_dir = positional[0];
+  o.out_dir = positional[1];
+  return qh::cli::convert_command(o);
+}
+
 int verify_main(const std::vector<std::string>& args) {
   qh::cli::VerifyOptions o;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -203,6 +244,7 @@ int main(int argc, char** argv) {
     if (command == "run") return run_main(args);
     if (command == "quantize") return quantize_main(args);
     if (command == "verify") return verify_main(args);
+    if (command == "convert") return convert_main(args);
     return usage_error("unknown command '" + command + "'", kUsage);
   } catch (const qh::Error& e) {
     std::fprintf(stderr, "qharness %s: error: %s\n", command.c_str(), e.what());

@@ -1,6 +1,7 @@
 #include "impl/model/module.h"
 
 #include "impl/core/errors.h"
+#include "impl/core/shape_text.h"
 
 namespace qh::model {
 
@@ -118,6 +119,18 @@ std::unique_ptr<Module> replace_module(Module& root, const std::string& qualifie
                       "no such module");
   }
   return parent->replace_child(local, std::move(module));
+}
+
+void copy_into(at::Tensor& destination, const at::Tensor& source, const std::string& name) {
+  if (destination.is_meta()) {
+    throw ConfigError(Where{.tensor = name}, "copy_ into a meta tensor copies nothing; materialize it first",
+                      "a tensor with storage (cpu or cuda)", "a meta tensor (AutoGPTQ #551: the bias stayed on meta)");
+  }
+  if (destination.sizes() != source.sizes()) {
+    throw ShapeError(Where{.tensor = name}, "copy_ needs equal shapes", shape_text(destination.sizes().vec()),
+                     shape_text(source.sizes().vec()));
+  }
+  destination.copy_(source);
 }
 
 std::pair<std::string, std::string> split_last(const std::string& qualified) {

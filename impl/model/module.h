@@ -78,6 +78,10 @@ Module* find_module(Module& root, const std::string& qualified);
 // Swaps the module at a non-empty qualified path; returns the old one. Throws ConfigError when absent.
 std::unique_ptr<Module> replace_module(Module& root, const std::string& qualified, std::unique_ptr<Module> module);
 
+// The one way qharness copies into an existing tensor: refuses a `meta` destination, where torch's copy_ returns
+// without copying anything (the AutoGPTQ Marlin bias bug, #551), and a shape mismatch. `name` is for messages.
+void copy_into(at::Tensor& destination, const at::Tensor& source, const std::string& name);
+
 // "a.b.c" -> {"a.b", "c"}; "c" -> {"", "c"}.
 std::pair<std::string, std::string> split_last(const std::string& qualified);
 std::string join_name(const std::string& prefix, const std::string& name);
