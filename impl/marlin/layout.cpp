@@ -115,7 +115,7 @@ at::Tensor permute_scales(const at::Tensor& scales, bool grouped, const std::str
     throw ShapeError(Where{.tensor = layer + ".scales"}, "Marlin permutes scales in blocks of 64 (grouped) or 32",
                      "N % " + std::to_string(width) + " == 0", "N = " + std::to_string(n));
   }
-  const at::Tensor index = grouped ? as_index(scale_perm()) : as_index(scale_perm_single());
+  const at::Tensor index = (grouped ? as_index(scale_perm()) : as_index(scale_perm_single())).to(scales.device());
   return scales.reshape({-1, width}).index_select(1, index).reshape({-1, n}).contiguous();
 }
 
@@ -125,7 +125,8 @@ at::Tensor unpermute_scales(const at::Tensor& s, bool grouped, const std::string
     throw ShapeError(Where{.tensor = layer + ".s"}, "Marlin permutes scales in blocks of 64 (grouped) or 32",
                      "N % " + std::to_string(width) + " == 0", "N = " + std::to_string(n));
   }
-  const at::Tensor inverse = at::argsort(grouped ? as_index(scale_perm()) : as_index(scale_perm_single()));
+  const at::Tensor inverse =
+      at::argsort(grouped ? as_index(scale_perm()) : as_index(scale_perm_single())).to(s.device());
   return s.reshape({-1, width}).index_select(1, inverse).reshape({-1, n}).contiguous();
 }
 
