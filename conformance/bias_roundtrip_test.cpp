@@ -17,25 +17,14 @@ namespace {
 
 using testing::quantize_config;
 using testing::quantized_model;
+using testing::read_text;
+using testing::set_zero_format;
 using testing::tensor_at;
 using testing::TempDir;
 using testing::token_batch;
 
 const char* kQProj = "model.layers.0.self_attn.q_proj";
 const char* kDown = "model.layers.1.mlp.down_proj";
-
-void set_zero_format(model::Model& m, quant_linear::ZeroFormat to) {
-  for (const auto& [name, module] : model::named_modules(*m.root)) {
-    if (auto* q = dynamic_cast<quant_linear::QuantLinear*>(model::find_module(*m.root, name))) {
-      q->set_zero_format(to, name);
-    }
-  }
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 

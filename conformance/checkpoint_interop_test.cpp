@@ -21,13 +21,10 @@ namespace {
 
 using testing::quantize_config;
 using testing::quantized_model;
+using testing::read_text;
+using testing::set_zero_format;
 using testing::TempDir;
 using testing::token_batch;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // Replaces every occurrence of `from` in the checkpoint's two config files.
 void edit_configs(const TempDir& dir, const std::string& from, const std::string& to) {
@@ -39,14 +36,6 @@ void edit_configs(const TempDir& dir, const std::string& from, const std::string
     }
     ASSERT_GT(count, 0u) << from << " not in " << name;
     std::ofstream(dir.file(name)) << text;
-  }
-}
-
-void set_zero_format(model::Model& m, quant_linear::ZeroFormat to) {
-  for (const auto& [name, module] : model::named_modules(*m.root)) {
-    if (auto* q = dynamic_cast<quant_linear::QuantLinear*>(model::find_module(*m.root, name))) {
-      q->set_zero_format(to, name);
-    }
   }
 }
 

@@ -51,6 +51,15 @@ inline model::Model quantized_model(const format::ModelConfig& config, const for
   return m;
 }
 
+// Every QuantLinear of `m` rewritten to the zero-point convention `to` (words change, weights do not).
+inline void set_zero_format(model::Model& m, quant_linear::ZeroFormat to) {
+  for (const auto& [name, module] : model::named_modules(*m.root)) {
+    if (auto* q = dynamic_cast<quant_linear::QuantLinear*>(model::find_module(*m.root, name))) {
+      q->set_zero_format(to, name);
+    }
+  }
+}
+
 inline at::Tensor token_batch(std::int64_t vocab, std::uint64_t seed) {
   at::manual_seed(seed);
   return at::randint(vocab, {2, 8}, at::kLong);

@@ -35,6 +35,11 @@ std::vector<std::byte> read_bytes(const std::string& path) {
   return out;
 }
 
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 std::vector<std::byte> safetensors_bytes(std::string_view header, std::size_t data_bytes) {
   std::vector<std::byte> out;
   const std::uint64_t n = header.size();

@@ -25,6 +25,7 @@ class TempDir {
 
 void write_bytes(const std::string& path, const std::vector<std::byte>& bytes);
 std::vector<std::byte> read_bytes(const std::string& path);
+std::string read_text(const std::string& path);
 
 // A safetensors file made by hand: 8-byte little-endian length of `header`, `header`, then `data_bytes` bytes of
 // a deterministic pattern. For building malformed files byte by byte.

@@ -255,13 +255,8 @@ LoadedModel load_checkpoint(const std::string& directory, const LoadOptions& opt
   for (const auto& [name, m] : model::named_modules(*out.model.root)) {
     auto* q = dynamic_cast<quant_linear::QuantLinear*>(model::find_module(*out.model.root, name));
     if (q == nullptr) continue;
-    const auto words_say = check_zero_format(q->tensor("qzeros"), q->spec(), *report.layout, name, path);
-    if (words_say && *words_say != q->spec().zero_format) {
-      report.notes.push_back(name + ": checkpoint_format unstated; the stored zero points are " +
-                             quant_linear::checkpoint_format_name(*words_say));
-      q->reinterpret_zero_format(*words_say);
-    }
-    quant_linear::validate_packed(q->packed(), q->spec(), name, path);
+    const auto spec = checked_spec(q->packed(), q->spec(), *report.layout, name, path, &report.notes);
+    q->reinterpret_zero_format(spec.zero_format);
   }
   check_materialized(out.model, options.device);
   return out;

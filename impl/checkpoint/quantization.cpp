@@ -73,4 +73,19 @@ std::optional<quant_linear::ZeroFormat> check_zero_format(const at::Tensor& qzer
   return words_say;
 }
 
+quant_linear::QuantSpec checked_spec(const quant_linear::PackedWeights& packed, quant_linear::QuantSpec spec,
+                                     const QuantizedLayout& layout, const std::string& layer, const std::string& file,
+                                     std::vector<std::string>* notes) {
+  if (const auto words = check_zero_format(packed.qzeros, spec, layout, layer, file);
+      words && *words != spec.zero_format) {
+    if (notes != nullptr) {
+      notes->push_back(layer + ": checkpoint_format unstated; the stored zero points are " +
+                       quant_linear::checkpoint_format_name(*words));
+    }
+    spec.zero_format = *words;
+  }
+  quant_linear::validate_packed(packed, spec, layer, file);
+  return spec;
+}
+
 }  // namespace qh::checkpoint

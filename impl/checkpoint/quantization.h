@@ -46,4 +46,11 @@ std::optional<quant_linear::ZeroFormat> check_zero_format(const at::Tensor& qzer
                                                           const QuantizedLayout& layout, const std::string& layer,
                                                           const std::string& file);
 
+// The spec a layer's stored buffers are read with: `spec` with its zero-point convention settled by
+// check_zero_format (an unstated format taken from the words, said in `notes`), once validate_packed has accepted
+// the buffers under it. Throws as those two do. The loader, verify and convert all read layers through this.
+quant_linear::QuantSpec checked_spec(const quant_linear::PackedWeights& packed, quant_linear::QuantSpec spec,
+                                     const QuantizedLayout& layout, const std::string& layer, const std::string& file,
+                                     std::vector<std::string>* notes = nullptr);
+
 }  // namespace qh::checkpoint

@@ -100,16 +100,8 @@ class Verifier {
       return;
     }
     const quant_linear::PackedWeights p{qweight, load(layer + ".qzeros"), load(layer + ".scales"), g_idx};
-    quant_linear::QuantSpec s = *spec;
     try {
-      if (const auto words = check_zero_format(p.qzeros, s, layout, layer, dir_)) {
-        if (*words != s.zero_format) {
-          report_.notes.push_back(layer + ": checkpoint_format unstated, zero points are " +
-                                  quant_linear::checkpoint_format_name(*words));
-          s.zero_format = *words;
-        }
-      }
-      quant_linear::validate_packed(p, s, layer, tensors_.at(layer + ".qweight").first->path());
+      checked_spec(p, *spec, layout, layer, tensors_.at(layer + ".qweight").first->path(), &report_.notes);
     } catch (const Error& e) {
       return find(layer, "tensors", e.what());
     }

@@ -4,29 +4,17 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "impl/checkpoint/quantization.h"
 #include "impl/checkpoint/safetensors_tensors.h"
 #include "impl/core/atomic_file.h"
 #include "impl/core/errors.h"
 #include "impl/core/progress.h"
+#include "impl/core/text_file.h"
 #include "impl/marlin/marlin_linear.h"
 
 namespace qh::cli {
-
-namespace {
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-}  // namespace
 
 int convert_command(const ConvertOptions& o) {
   const std::string path = o.in_dir + "/model.safetensors";
@@ -59,9 +47,7 @@ int convert_command(const ConvertOptions& o) {
                         "no dynamic \"-:\" rule for it", "a \"-:\" rule matches");
     }
     const quant_linear::PackedWeights packed{qweight, load(layer + ".qzeros"), load(layer + ".scales"), g_idx};
-    quant_linear::QuantSpec s = *spec;
-    if (const auto words = checkpoint::check_zero_format(packed.qzeros, s, q->layout, layer, path)) s.zero_format = *words;
-    quant_linear::validate_packed(packed, s, layer, path);
+    const quant_linear::QuantSpec s = checkpoint::checked_spec(packed, *spec, q->layout, layer, path);
     const bool bias = file->header().find(layer + ".bias") != nullptr;
     quant_linear::QuantLinear source(s, bias, at::TensorOptions().dtype(packed.scales.scalar_type()));
     source.set_packed(packed);
@@ -83,7 +69,7 @@ int convert_command(const ConvertOptions& o) {
   checkpoint::save_tensors(o.out_dir + "/model.safetensors", out, {{"format", "pt"}, {"checkpoint_format", "marlin"}});
   format::write_quantize_config(o.out_dir, config);
   const std::string base_path = o.in_dir + "/config.json";
-  const std::string base = std::filesystem::exists(base_path) ? read_text(base_path) : "{}";
+  const std::string base = std::filesystem::exists(base_path) ? read_text_file(base_path, "config.json") : "{}";
   write_file_atomically(o.out_dir + "/config.json", format::config_json_with_quantization(base, config, base_path));
   std::printf("qharness convert: %zu layers -> marlin (%s) -> %s\n", layers.size(), o.device.c_str(),
               o.out_dir.c_str());

@@ -4,9 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "impl/checkpoint/quantization.h"
 #include "impl/checkpoint/safetensors_tensors.h"
@@ -14,6 +12,7 @@
 #include "impl/core/atomic_file.h"
 #include "impl/core/errors.h"
 #include "impl/core/progress.h"
+#include "impl/core/text_file.h"
 #include "impl/gptq/hessian.h"
 #include "impl/quant_linear/from_gptq.h"
 
@@ -31,14 +30,6 @@ struct Job {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(Where{.file = path}, "cannot open the base config", "a readable file", errno_text(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 gptq::GptqConfig gptq_config_of(const QuantizeOptions& o) {
@@ -142,7 +133,7 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o, bool show_progress)
                            {{"format", "pt"}, {"checkpoint_format", format::to_string(fmt)},
                             {"quantizer", config.quantizer.front()}});
   format::write_quantize_config(o.out_dir, config);
-  const std::string base = o.base_config.empty() ? "{}" : read_text(o.base_config);
+  const std::string base = o.base_config.empty() ? "{}" : read_text_file(o.base_config, "the base config");
   write_file_atomically(o.out_dir + "/config.json",
                         format::config_json_with_quantization(base, config, o.base_config.empty() ? "{}" : o.base_config));
 

@@ -1,11 +1,9 @@
 #include "impl/format/model_config.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 
 #include "impl/core/errors.h"
+#include "impl/core/text_file.h"
 
 namespace qh::format {
 
@@ -108,11 +106,7 @@ ModelConfig parse_model_config(std::string_view json_text, const std::string& so
 }
 
 ModelConfig read_model_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(Where{.file = path}, "cannot open config.json", "a readable file", errno_text(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_model_config(text.str(), path);
+  return parse_model_config(read_text_file(path, "config.json"), path);
 }
 
 std::string model_config_json(const ModelConfig& c) {

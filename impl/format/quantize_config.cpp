@@ -12,21 +12,22 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "impl/core/atomic_file.h"
 #include "impl/core/errors.h"
+#include "impl/core/text_file.h"
 
 namespace qh::format {
 
 namespace {
+
+constexpr const char* kConfigFile = "the config file for reading";  // IoError: "cannot open <this>"
 
 using json = nlohmann::ordered_json;  // keeps key order: unknown keys and a base config.json round-trip as they were
 
@@ -462,17 +463,6 @@ json config_dict(const QuantizeConfig& c, const std::string& source) {
   return out;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw IoError(Where{.file = path}, "cannot open the config file for reading", "a readable file",
-                  errno_text(errno));
-  }
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 }  // namespace
 
 const char* to_string(CheckpointFormat format) {
@@ -563,7 +553,7 @@ QuantizeConfig read_quantize_config(const std::string& checkpoint_dir) {
   for (const char* name : {"quantize_config.json", "quant_config.json"}) {
     const std::string path = (fs::path(checkpoint_dir) / name).string();
     if (std::error_code ec; fs::is_regular_file(path, ec)) {
-      standalone = parse_quantize_config(read_text(path), path);
+      standalone = parse_quantize_config(read_text_file(path, kConfigFile), path);
       break;
     }
   }
@@ -572,7 +562,7 @@ QuantizeConfig read_quantize_config(const std::string& checkpoint_dir) {
   std::error_code ec;
   const bool has_config = fs::is_regular_file(config_path, ec);
   if (has_config) {
-    const json config = parse_object(read_text(config_path), config_path, "config.json");
+    const json config = parse_object(read_text_file(config_path, kConfigFile), config_path, "config.json");
     if (const json* q = member(config, "quantization_config")) {
       const std::string source = config_path + "[\"quantization_config\"]";
       if (!q->is_object()) {
