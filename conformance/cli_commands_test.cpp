@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "impl/checkpoint/safetensors_tensors.h"
 #include "impl/checkpoint/verify.h"
 #include "impl/cli/checkpoint_fixtures.h"
+#include "impl/cli/convert_command.h"
 #include "impl/cli/quantize_command.h"
 #include "impl/cli/verify_command.h"
 #include "impl/core/errors.h"
@@ -126,6 +128,83 @@ TEST(CliCommands, VerifyExitStatusAndResults) {
   const auto json = nlohmann::json::parse(results);
   EXPECT_EQ(json["summary"]["fail"], 1);
   EXPECT_EQ(json["checks"][0]["name"], "verify/checkpoint/config");
+}
+
+}  // namespace
+}  // namespace qh
+
+namespace qh {
+namespace {
+
+template <class E>
+E error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error thrown";
+  throw std::logic_error("no error");
+}
+
+// quantize's bad input: nothing to quantize, a Marlin target, an unreadable base config; each named, nothing written.
+TEST(CliCommands, QuantizeBadInputIsNamed) {
+  auto in = inputs();
+  cli::QuantizeOptions o = in->options;
+  o.calibration = o.weights;  // a file with no <layer>.inputs / .hessian
+  EXPECT_NE(std::string(error_of<ConfigError>([&] { cli::quantize_command(o); }).what()).find("calibration data"),
+            std::string::npos);
+  o = in->options;
+  o.config.checkpoint_format = format::CheckpointFormat::Marlin;
+  EXPECT_NE(std::string(error_of<ConfigError>([&] { cli::quantize_command(o); }).what()).find("marlin"),
+            std::string::npos);
+  o = in->options;
+  o.base_config = in->dir.file("missing.json");
+  const auto e = error_of<IoError>([&] { cli::quantize_command(o); });
+  EXPECT_EQ(e.where().file, o.base_config);
+  EXPECT_NE(std::string(e.what()).find("cannot open the base config"), std::string::npos) << e.what();
+  EXPECT_FALSE(std::filesystem::exists(in->options.out_dir + "/model.safetensors"));
+}
+
+// convert refuses a plain checkpoint and one that is already Marlin; verify refuses a path that is not a directory.
+TEST(CliCommands, ConvertAndVerifyBadInput) {
+  auto in = inputs();
+  cli::ConvertOptions c;
+  c.in_dir = in->dir.path();  // config.json without quantization_config
+  c.out_dir = in->dir.file("marlin");
+  EXPECT_NE(std::string(error_of<ConfigError>([&] { cli::convert_command(c); }).what()).find("GPTQ checkpoint"),
+            std::string::npos);
+  in->options.config.group_size = 32;
+  ASSERT_EQ(cli::quantize_command(in->options), 0);
+  c.in_dir = in->options.out_dir;
+  ASSERT_EQ(cli::convert_command(c), 0);
+  c.in_dir = c.out_dir;
+  c.out_dir = in->dir.file("again");
+  EXPECT_NE(std::string(error_of<ConfigError>([&] { cli::convert_command(c); }).what()).find("already marlin"),
+            std::string::npos);
+  EXPECT_THROW(checkpoint::verify_checkpoint(in->options.weights), IoError);
+}
+
+// The loader's bad input: no model.safetensors, no config.json, and tensors whose shapes the config contradicts
+// (a group size other than the one the file was packed with), each named.
+TEST(CliCommands, LoaderBadInputIsNamed) {
+  auto in = inputs();
+  ASSERT_EQ(cli::quantize_command(in->options), 0);
+  const std::string ckpt = in->options.out_dir;
+  std::filesystem::rename(ckpt + "/model.safetensors", ckpt + "/moved.safetensors");
+  EXPECT_EQ(error_of<IoError>([&] { checkpoint::load_checkpoint(ckpt, {}); }).where().file,
+            ckpt + "/model.safetensors");
+  std::filesystem::rename(ckpt + "/moved.safetensors", ckpt + "/model.safetensors");
+  for (const char* name : {"quantize_config.json", "config.json"}) {
+    std::string text = testing::read_text(ckpt + "/" + name);
+    text.replace(text.find("\"group_size\": 32"), 16, "\"group_size\": 64");
+    std::ofstream(ckpt + "/" + name) << text;
+  }
+  const auto e = error_of<ShapeError>([&] { checkpoint::load_checkpoint(ckpt, {}); });
+  EXPECT_NE(e.where().tensor.find(".qzeros"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("expected [2, 16], found [4, 16]"), std::string::npos) << e.what();
+  std::filesystem::remove(ckpt + "/config.json");
+  EXPECT_THROW(checkpoint::load_checkpoint(ckpt, {}), IoError);
 }
 
 }  // namespace

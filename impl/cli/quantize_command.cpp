@@ -73,6 +73,9 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o, bool show_progress)
   }
   format::validate_quantize_config(o.config, "command line");
   const c10::Device device = o.device == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  // Every input is read before any GPTQ runs or any file is written: a bad base config must not leave a
+  // model.safetensors behind.
+  const std::string base = o.base_config.empty() ? "{}" : read_text_file(o.base_config, "the base config");
   const auto weights = format::SafetensorsFile::open(o.weights);
   const auto calib = format::SafetensorsFile::open(o.calibration);
   checkpoint::SkipRules skip(o.skip);
@@ -133,7 +136,6 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& o, bool show_progress)
                            {{"format", "pt"}, {"checkpoint_format", format::to_string(fmt)},
                             {"quantizer", config.quantizer.front()}});
   format::write_quantize_config(o.out_dir, config);
-  const std::string base = o.base_config.empty() ? "{}" : read_text_file(o.base_config, "the base config");
   write_file_atomically(o.out_dir + "/config.json",
                         format::config_json_with_quantization(base, config, o.base_config.empty() ? "{}" : o.base_config));
 
