@@ -111,3 +111,56 @@ cudaError_t launch_marlin_repack(const std::uint32_t* qweight, const std::int32_
                                  std::uint32_t* out, cudaStream_t stream);
 
 }  // namespace qh::kernels
+
+namespace qh::kernels {
+
+// Marlin GEMM: C (m, n) = A (m, k) x W + bias, W (k, n) given in the Marlin layout (FORMATS.md 3.1): B
+// (k_pad/16, 2 n_pad) int32 of symmetric 4-bit codes (w = s (q - 8)) and s (groups, n_pad) in the grouped scale
+// permutation (groups > 1) or the per-channel one (groups == 1). A, s, bias and C share one 16-bit type (F16 or BF16).
+// Each weight is dequantized in registers to s (q - 8) rounded once to that type (the value the CPU reference
+// dequantizes to), the products accumulate in float32 on the tensor cores (mma.sync m16n8k16, sm_80+), and each
+// output is rounded once after the bias is added. k may be smaller than k_pad (padded rows must hold code 8) and n
+// smaller than n_pad (padded columns are never written).
+//
+// A configuration is one compiled block tile: (16 m_tiles) x (64 n_chunks) outputs, bk inputs per pipeline stage;
+// the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory. A plan adds
+// split-K: `splits` blocks share an output tile, write float32 partials to a workspace and a second kernel sums them
+// in a fixed order (deterministic).
+struct MarlinGemmConfig {
+  int m_tiles = 1;
+  int n_chunks = 2;
+  int bk = 128;
+};
+int marlin_gemm_config_count();
+MarlinGemmConfig marlin_gemm_config(int index);
+
+struct MarlinGemmPlan {
+  int config = 0;
+  int splits = 1;
+};
+// The plan for a shape on a GPU with `sm_count` multiprocessors: the smallest block tile that holds m rows, then
+// split-K until the grid covers the GPU (each split keeps at least one stage).
+MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sm_count);
+// Pipeline stages over k of configuration `config` (the upper bound of `splits`).
+std::int64_t marlin_gemm_stages(int config, std::int64_t k);
+
+struct MarlinGemmArgs {
+  const void* a = nullptr;           // (m, k) row-major, 16-byte aligned, k % 8 == 0
+  const std::uint32_t* b = nullptr;  // (k_pad / 16, 2 n_pad), 16-byte aligned
+  const void* s = nullptr;           // (groups, n_pad), 16-byte aligned
+  const void* bias = nullptr;        // (n) or null
+  std::int64_t m = 0, k = 0, n = 0, k_pad = 0, n_pad = 0;
+  int group_size = -1;               // -1 (one scale row) or 32, 64, 128 (then groups = ceil(k / group_size))
+  DType dtype = DType::F16;          // F16 or BF16
+  void* c = nullptr;                 // (m, n) row-major
+  float* workspace = nullptr;        // (splits, m, n) when plan.splits > 1
+  MarlinGemmPlan plan;
+};
+// cudaErrorInvalidValue for arguments outside the rules above (the caller validates with messages first).
+cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream);
+
+// out (m, k) = a[:, perm] for 16-bit elements: act-order layers feed the GEMM their inputs in B's row order.
+cudaError_t launch_permute_columns(const void* a, const std::int32_t* perm, std::int64_t m, std::int64_t k, void* out,
+                                   cudaStream_t stream);
+
+}  // namespace qh::kernels

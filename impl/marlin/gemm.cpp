@@ -1,0 +1,195 @@
+#include "impl/marlin/gemm.h"
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "impl/core/errors.h"
+#include "impl/core/shape_text.h"
+
+#ifdef QH_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "kernels/kernels.h"
+#endif
+
+namespace qh::marlin {
+
+namespace {
+
+#ifdef QH_WITH_CUDA
+bool aligned16(const at::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+// One stored tensor of the layer: dtype, shape, contiguity, device and 16-byte alignment (the kernel reads 16 bytes
+// at a time).
+void check_tensor(const at::Tensor& t, const std::string& name, c10::ScalarType dtype,
+                  const std::vector<std::int64_t>& shape, c10::Device device) {
+  const Where where{.tensor = name};
+  if (t.scalar_type() != dtype) {
+    throw ConfigError(where, "the Marlin GEMM reads each tensor in one dtype", c10::toString(dtype),
+                      c10::toString(t.scalar_type()));
+  }
+  if (t.sizes().vec() != shape) {
+    throw ShapeError(where, "Marlin tensors have the padded layout's shape (docs/marlin.md)", shape_text(shape),
+                     shape_text(t.sizes()));
+  }
+  if (t.device() != device) {
+    throw ConfigError(where, "the GEMM's tensors share the input's device", device.str(), t.device().str());
+  }
+  if (!t.is_contiguous()) {
+    throw ShapeError(where, "the Marlin GEMM reads contiguous tensors", "contiguous",
+                     "strides " + shape_text(t.strides()));
+  }
+  if (!aligned16(t)) {
+    throw ShapeError(where, "the Marlin GEMM reads 16 bytes at a time", "a 16-byte aligned address",
+                     "an address with remainder " +
+                         std::to_string(reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16) + " mod 16");
+  }
+}
+
+void check_input(const at::Tensor& x, const MarlinSpec& spec, const std::string& layer) {
+  const Where where{.layer = layer};
+  if (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16) {
+    throw ConfigError(where, "the Marlin GEMM multiplies 16-bit activations", "Half or BFloat16",
+                      c10::toString(x.scalar_type()));
+  }
+  if (x.dim() < 1 || x.size(-1) != spec.in_features) {
+    throw ShapeError(where, "the input's last dimension is the layer's in_features",
+                     "[..., " + std::to_string(spec.in_features) + "]", shape_text(x.sizes()));
+  }
+  if (x.numel() == 0) {
+    throw ShapeError(where, "the Marlin GEMM needs at least one row (M = 0 launches nothing to multiply)", "M >= 1",
+                     "input shape " + shape_text(x.sizes()));
+  }
+  if (!x.is_contiguous()) {
+    throw ShapeError(where, "the Marlin GEMM reads a contiguous input", "contiguous",
+                     "strides " + shape_text(x.strides()) + " for shape " + shape_text(x.sizes()));
+  }
+  if (!aligned16(x)) {
+    throw ShapeError(where, "the Marlin GEMM reads the input 16 bytes at a time", "a 16-byte aligned address",
+                     "remainder " + std::to_string(reinterpret_cast<std::uintptr_t>(x.data_ptr()) % 16) +
+                         " mod 16 (a view at an odd offset? pass .clone())");
+  }
+}
+
+void check_finite(const at::Tensor& t, const std::string& what, const std::string& layer, const std::string& advice) {
+  const std::int64_t bad = at::logical_not(at::isfinite(t)).sum().item<std::int64_t>();
+  if (bad != 0) {
+    throw NumericError(Where{.layer = layer}, what, "finite values",
+                       std::to_string(bad) + " of " + std::to_string(t.numel()) + " values are Inf or NaN" + advice);
+  }
+}
+
+at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::string& layer,
+                     const GemmOptions& options) {
+  const MarlinSpec& spec = w.spec;
+  check_input(x, spec, layer);
+  const c10::Device device = x.device();
+  check_tensor(w.b, layer + ".B", at::kInt, {spec.k_padded() / 16, 2 * spec.n_padded()}, device);
+  check_tensor(w.s, layer + ".s", x.scalar_type(), {spec.groups(), spec.n_padded()}, device);
+  if (spec.act_order != w.perm.defined()) {
+    throw ConfigError(Where{.layer = layer}, "an act-order layer has a perm tensor and only then",
+                      spec.act_order ? "perm present" : "no perm", w.perm.defined() ? "perm present" : "no perm");
+  }
+  if (w.perm.defined()) check_tensor(w.perm, layer + ".perm", at::kInt, {spec.in_features}, device);
+  at::Tensor bias;
+  if (w.bias.defined()) {
+    if (w.bias.sizes().vec() != std::vector<std::int64_t>{spec.out_features} || w.bias.device() != device) {
+      throw ShapeError(Where{.tensor = layer + ".bias"}, "the bias has out_features values on the input's device",
+                       "[" + std::to_string(spec.out_features) + "] on " + device.str(),
+                       shape_text(w.bias.sizes()) + " on " + w.bias.device().str());
+    }
+    bias = w.bias.to(x.scalar_type()).contiguous();
+  }
+
+  const std::int64_t m = x.numel() / spec.in_features;
+  kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, spec.out_features, spec.in_features,
+                                                           at::cuda::getDeviceProperties(device.index())->multiProcessorCount);
+  if (options.config >= 0) {
+    if (options.config >= kernels::marlin_gemm_config_count()) {
+      throw ConfigError(Where{.layer = layer}, "a forced configuration must exist",
+                        "0 .. " + std::to_string(kernels::marlin_gemm_config_count() - 1),
+                        std::to_string(options.config));
+    }
+    plan.config = options.config;
+    plan.splits = 1;
+  }
+  if (options.splits > 0) plan.splits = options.splits;
+  const std::int64_t stages = kernels::marlin_gemm_stages(plan.config, spec.in_features);
+  if (plan.splits > stages) {
+    throw ConfigError(Where{.layer = layer}, "split-K gives each split at least one pipeline stage",
+                      "splits <= " + std::to_string(stages), "splits = " + std::to_string(plan.splits));
+  }
+  if (options.check_finite) check_finite(x, "the GEMM's input must be finite", layer, "");
+
+  const c10::cuda::CUDAGuard guard(device);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream(device.index());
+  at::Tensor a = x.reshape({m, spec.in_features});
+  if (w.perm.defined()) {
+    at::Tensor permuted = at::empty_like(a);
+    if (const cudaError_t e = kernels::launch_permute_columns(a.data_ptr(), w.perm.data_ptr<std::int32_t>(), m,
+                                                              spec.in_features, permuted.data_ptr(), stream);
+        e != cudaSuccess) {
+      throw NumericError(Where{.layer = layer}, "the act-order permutation kernel must launch", "cudaSuccess",
+                         cudaGetErrorString(e));
+    }
+    a = permuted;
+  }
+  at::Tensor y = at::empty({m, spec.out_features}, x.options());
+  at::Tensor workspace;
+  if (plan.splits > 1) workspace = at::empty({plan.splits, m, spec.out_features}, x.options().dtype(at::kFloat));
+
+  kernels::MarlinGemmArgs args;
+  args.a = a.data_ptr();
+  args.b = static_cast<const std::uint32_t*>(w.b.data_ptr());
+  args.s = w.s.data_ptr();
+  args.bias = bias.defined() ? bias.data_ptr() : nullptr;
+  args.m = m;
+  args.k = spec.in_features;
+  args.n = spec.out_features;
+  args.k_pad = spec.k_padded();
+  args.n_pad = spec.n_padded();
+  args.group_size = spec.groups() > 1 ? spec.group_size : -1;
+  args.dtype = x.scalar_type() == at::kHalf ? kernels::DType::F16 : kernels::DType::BF16;
+  args.c = y.data_ptr();
+  args.workspace = workspace.defined() ? workspace.data_ptr<float>() : nullptr;
+  args.plan = plan;
+  if (const cudaError_t e = kernels::launch_marlin_gemm(args, stream); e != cudaSuccess) {
+    throw NumericError(Where{.layer = layer}, "the Marlin GEMM kernel must launch", "cudaSuccess",
+                       cudaGetErrorString(e));
+  }
+  if (options.check_finite) {
+    check_finite(y, "the GEMM's output must be finite (its input was)", layer,
+                 x.scalar_type() == at::kHalf ? ": the products overflow fp16 (|y| > 65504); run the layer in bf16"
+                                              : ": the products overflow bf16");
+  }
+  std::vector<std::int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = spec.out_features;
+  return y.reshape(out_shape);
+}
+#endif
+
+}  // namespace
+
+at::Tensor gemm(const at::Tensor& x, const MarlinWeights& w, const std::string& layer, const GemmOptions& options) {
+  w.spec.validate(layer);
+  const int g = w.spec.group_size;
+  if (g != -1 && g != 32 && g != 64 && g != 128) {
+    throw ConfigError(Where{.layer = layer}, "the Marlin GEMM supports group sizes -1, 32, 64 and 128",
+                      "-1, 32, 64 or 128", "group_size = " + std::to_string(g));
+  }
+  if (!x.device().is_cuda()) {
+    throw ConfigError(Where{.layer = layer}, "the Marlin GEMM runs on a CUDA device (MarlinLinear::forward has the "
+                      "CPU reference)", "cuda", x.device().str());
+  }
+#ifdef QH_WITH_CUDA
+  return gemm_cuda(x, w, layer, options);
+#else
+  (void)options;
+  throw ConfigError(Where{.layer = layer}, "the Marlin GEMM needs a build with CUDA", "QH_CUDA on", "off");
+#endif
+}
+
+}  // namespace qh::marlin

@@ -1,0 +1,33 @@
+// The Marlin GEMM on a CUDA device, checked: y = x W + bias with W in the Marlin layout (kernels/marlin_gemm.cu).
+// Every rule the kernel relies on is checked here first and refused with the layer, the rule and the numbers, so
+// no accepted input reaches the kernel out of bounds.
+#pragma once
+
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "impl/marlin/marlin_linear.h"
+
+namespace qh::marlin {
+
+struct GemmOptions {
+  // NumericError when the input holds Inf/NaN (checked before the launch) or an output is not finite (an fp16
+  // overflow, reported rather than returned); costs two reductions and a device sync. Benchmarks turn it off.
+  bool check_finite = true;
+  int config = -1;  // a kernel configuration index (kernels::marlin_gemm_config) instead of the plan's; tests use it
+  int splits = 0;   // split-K count instead of the plan's (1 .. the configuration's stages over K)
+};
+
+// The tensors of one Marlin layer, as MarlinLinear holds them (perm and bias undefined when absent).
+struct MarlinWeights {
+  MarlinSpec spec;
+  at::Tensor b, s, perm, bias;
+};
+
+// x (..., K) fp16 or bf16, contiguous, on the CUDA device of the weights, with s in x's dtype -> (..., N) in x's
+// dtype. Refused before any launch: a CPU tensor or a build without CUDA, other dtypes, wrong or non-contiguous
+// shapes, misaligned data, no rows, unsupported group sizes, an act-order layer without perm (and the reverse).
+at::Tensor gemm(const at::Tensor& x, const MarlinWeights& w, const std::string& layer, const GemmOptions& options = {});
+
+}  // namespace qh::marlin
