@@ -11,6 +11,7 @@
 #include "impl/checkpoint/writer.h"
 #include "impl/cli/convert_command.h"
 #include "impl/core/errors.h"
+#include "impl/marlin/marlin_linear.h"
 
 namespace qh {
 namespace {
@@ -204,6 +205,42 @@ TEST(BiasRoundtrip, ConvertToMarlinKeepsBiasAndLogits) {
     EXPECT_EQ(tensor_at(loaded.model, kDown, "bias").numel(), m.config.hidden_size);
     EXPECT_EQ(model::find_module(*loaded.model.root, kQProj)->slot("perm") != nullptr, desc_act);
     const at::Tensor tokens = token_batch(m.config.vocab_size, 8);
+    EXPECT_TRUE(loaded.model.forward(tokens).equal(m.forward(tokens)));
+  }
+}
+
+// Pins shapes real models have that Marlin cannot tile (vLLM: "output_size_per_partition = 2736 is not divisible by
+// min_thread_n = 64"; tensor-parallel K slices with a partial last group): intermediate_size 96 gives gate/up_proj
+// N = 96 (stored as 128 columns) and down_proj K = 96 with group 64 (2 scale rows, stored as 128 rows). Our GPTQ
+// refuses a partial group, so the layers are packed from random codes (packed_model). convert -> save -> load keeps
+// the padded buffers, the bias (N,) unpadded, W bit for bit and the logits exactly, with and without act-order.
+TEST(BiasRoundtrip, ConvertToMarlinPadsShapesThatDoNotTile) {
+  const char* kUp = "model.layers.0.mlp.up_proj";
+  for (const bool desc_act : {false, true}) {
+    SCOPED_TRACE(desc_act ? "act-order" : "no act-order");
+    const auto qc = quantize_config(4, 64, true, desc_act);
+    format::ModelConfig config = model::tiny_llama_config(true, true, false);
+    config.intermediate_size = 96;
+    auto m = testing::packed_model(config, qc);
+    TempDir gptq, marlin;
+    checkpoint::save_checkpoint(m, gptq.path(), &qc);
+    cli::ConvertOptions o;
+    o.in_dir = gptq.path();
+    o.out_dir = marlin.path();
+    ASSERT_EQ(cli::convert_command(o), 0);
+    auto loaded = checkpoint::load_checkpoint(marlin.path(), {});
+    EXPECT_EQ(tensor_at(loaded.model, kUp, "B").sizes().vec(), (std::vector<std::int64_t>{8, 256}));
+    EXPECT_EQ(tensor_at(loaded.model, kUp, "s").sizes().vec(), (std::vector<std::int64_t>{2, 128}));
+    EXPECT_TRUE(tensor_at(loaded.model, kUp, "bias").equal(tensor_at(m, kUp, "bias")));
+    EXPECT_EQ(tensor_at(loaded.model, kDown, "B").sizes().vec(), (std::vector<std::int64_t>{8, 256}));
+    EXPECT_EQ(tensor_at(loaded.model, kDown, "s").sizes().vec(), (std::vector<std::int64_t>{2, 128}));
+    for (const char* layer : {kUp, kDown}) {
+      const auto* q = dynamic_cast<const quant_linear::QuantLinear*>(model::find_module(*m.root, layer));
+      const auto* p = dynamic_cast<const marlin::MarlinLinear*>(model::find_module(*loaded.model.root, layer));
+      ASSERT_NE(p, nullptr) << layer;
+      EXPECT_TRUE(p->dequantize().equal(q->dequantize())) << layer;
+    }
+    const at::Tensor tokens = token_batch(m.config.vocab_size, 9);
     EXPECT_TRUE(loaded.model.forward(tokens).equal(m.forward(tokens)));
   }
 }

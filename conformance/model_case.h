@@ -51,6 +51,35 @@ inline model::Model quantized_model(const format::ModelConfig& config, const for
   return m;
 }
 
+// `config`'s architecture with every module the plan marks Quantized replaced by a symmetric QuantLinear of seeded
+// random codes and scales (no GPTQ), for shapes that real checkpoints have but our GPTQ refuses: K not a multiple
+// of the group size (AutoGPTQ's slice-per-group loop leaves a partial last group). Act-order layers get GPTQ's
+// g_idx for a random activation order (FORMATS.md 1.6): position i in that order is in group i / G.
+inline model::Model packed_model(const format::ModelConfig& config, const format::QuantizeConfig& qc,
+                                 std::uint64_t seed = 7) {
+  model::Model m = model::build_model(config, c10::kCPU);
+  model::init_random(m, seed);
+  const checkpoint::QuantizedLayout layout = checkpoint::layout_from(qc);
+  at::manual_seed(seed);
+  for (const auto& d : checkpoint::plan_modules(m, layout, {})) {
+    if (d.action != checkpoint::ModuleAction::Quantized) continue;
+    const auto* linear = dynamic_cast<const model::Linear*>(model::find_module(*m.root, d.module));
+    const at::Tensor& w = linear->tensor("weight");
+    const auto spec = *layout.spec_for(d.module, w.size(1), w.size(0));
+    const std::int64_t k = spec.in_features, n = spec.out_features, groups = spec.groups();
+    at::Tensor g_idx = at::arange(k, at::kLong).div(spec.group_length(), "floor");
+    if (spec.desc_act) g_idx = at::empty_like(g_idx).index_copy_(0, at::randperm(k, at::kLong), g_idx);
+    const at::Tensor codes = at::randint(spec.maxq() + 1, {n, k}, at::kInt);
+    const at::Tensor zeros = at::full({n, groups}, 1 << (spec.bits - 1));  // symmetric: the grid's midpoint
+    const at::Tensor scales = at::rand({n, groups}) * 0.02 + 1e-3;
+    const at::Tensor bias = linear->has_bias() ? linear->tensor("bias") : at::Tensor();
+    model::replace_module(*m.root, d.module,
+                          quant_linear::make_quant_linear(codes, zeros, scales, g_idx.to(at::kInt), bias, spec,
+                                                          w.scalar_type(), d.module));
+  }
+  return m;
+}
+
 // Every QuantLinear of `m` rewritten to the zero-point convention `to` (words change, weights do not).
 inline void set_zero_format(model::Model& m, quant_linear::ZeroFormat to) {
   for (const auto& [name, module] : model::named_modules(*m.root)) {

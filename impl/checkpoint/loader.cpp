@@ -123,11 +123,11 @@ void apply_plan(model::Model& model, const std::vector<ModuleDecision>& plan, co
     const at::Tensor& w = linear->tensor("weight");
     const auto spec = *layout.spec_for(d.module, linear->in_features(), linear->out_features());
     if (layout.marlin) {
-      const int g = spec.group_size == spec.in_features ? -1 : spec.group_size;
-      const marlin::MarlinSpec m{spec.in_features, spec.out_features, g, spec.desc_act};
+      // The buffers take the padded shapes (MarlinSpec::k_padded / n_padded) that convert --to marlin writes.
+      const marlin::MarlinSpec m = marlin::marlin_spec_of(spec);
       m.validate(d.module);
       model::replace_module(*model.root, d.module,
-                            std::make_unique<marlin::MarlinLinear>(m, linear->has_bias(), w.options()));
+                            std::make_unique<marlin::MarlinLinear>(m, linear->has_bias(), w.options(), d.module));
       continue;
     }
     spec.validate(d.module);

@@ -91,11 +91,12 @@ exit status: 0 no finding, 1 findings, 2 bad usage or unreadable PATH
 constexpr const char* kConvertUsage = R"(usage: qharness convert --to marlin IN OUT [--device cpu|cuda]
 
 Converts the GPTQ checkpoint directory IN (gptq or gptq_v2) into a Marlin checkpoint in OUT: each 4-bit symmetric
-layer's qweight/qzeros/scales/g_idx become B (K/16, 2N) int32 and s (groups, N) in AutoGPTQ's Marlin layout, plus
-perm (K,) int32 for act-order layers (not in AutoGPTQ's format; docs/marlin.md), with the bias kept; other tensors
-are copied; quantize_config.json and config.json get checkpoint_format "marlin". Layers Marlin cannot hold
-(bits != 4, asymmetric, group sizes other than -1/32/64/128, K % 16, N % 64) are refused by name with the rule;
-nothing is written then. --device cuda runs the repack kernel.
+layer's qweight/qzeros/scales/g_idx become B (K'/16, 2N') int32 and s (groups, N') in AutoGPTQ's Marlin layout, with
+K' and N' the shapes zero-padded to whole tiles and groups (N' = N rounded up to 64; K' = K rounded up to the group
+size, or to 16 for one group), plus perm (K,) int32 for act-order layers (not in AutoGPTQ's format; docs/marlin.md),
+with the bias kept; other tensors are copied; quantize_config.json and config.json get checkpoint_format "marlin".
+Layers Marlin cannot hold (bits != 4, asymmetric, group sizes other than -1/32/64/128, K not a multiple of 8) are
+refused by name with the rule; nothing is written then. --device cuda runs the repack kernel.
 
 exit status: 0 written, 2 bad usage or input
 )";
