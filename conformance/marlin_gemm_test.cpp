@@ -1,0 +1,335 @@
+// The Marlin GEMM (kernels/marlin_gemm.cu through impl/marlin/gemm) against dequantize + GEMM in float64.
+// Layers are built here from random codes and scales with the layout functions (pack_weights, permute_scales) and
+// the padding rule of docs/marlin.md, independently of the conversion code; the reference weight is
+// s[g(k), n] (q - 8) rounded once to the activation dtype, in the original input order.
+//
+// Tolerance, derived: the kernel multiplies exactly those rounded weights (a 4-bit code times a 16-bit scale
+// rounded once is what the reference rounds to), so what differs is the float32 accumulation and the final
+// rounding. Tensor cores add exact fp16/bf16 products into float32 with truncation, at most one float32 ulp
+// (2^-23 relative) per addition (Fasi, Higham, Mikaitis, Pranesh, "Numerical behavior of NVIDIA tensor cores",
+// PeerJ CS 2021); an output sums K products plus at most 8 warp partials and 64 split-K partials, so the error
+// is at most (K + 72) 2^-23 sum |x||w|, then one rounding to the output type, u |y| (u = 2^-11 fp16, 2^-8 bf16),
+// plus the smallest subnormal for results that round to it. A wrong code, scale or index is off by about |w|.
+//
+// Pins: vLLM and AutoGPTQ Marlin kernels refusing real shapes (N = 2736, tensor-parallel K = 320), act-order
+// layers multiplied in the wrong input order, bias dropped in the fused path (GPTQModel PR #1846), and the
+// nvcc 13 sm_90 cp.async miscompile that only a run of every instantiation catches.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+
+#include "conformance/gpu_testing.h"
+#include "conformance/model_case.h"
+#include "conformance/testing.h"
+#include "impl/checkpoint/loader.h"
+#include "impl/checkpoint/writer.h"
+#include "impl/cli/convert_command.h"
+#include "impl/core/errors.h"
+#include "impl/marlin/gemm.h"
+#include "impl/marlin/layout.h"
+#include "impl/model/module.h"
+
+#ifdef QH_WITH_CUDA
+#include "kernels/kernels.h"
+#endif
+
+namespace qh::marlin {
+namespace {
+
+struct Case {
+  std::int64_t m = 16, k = 256, n = 128;
+  int group = 128;
+  bool act_order = false;
+  bool bias = false;
+  at::ScalarType dtype = at::kHalf;
+
+  std::string name() const {
+    return "m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" + std::to_string(n) +
+           " group=" + std::to_string(group) + (act_order ? " act-order" : "") + (bias ? " bias" : "") + " " +
+           c10::toString(dtype);
+  }
+};
+
+// A layer with random codes and scales, in the stored layout, and its reference weight (K, N) in the input order.
+struct Layer {
+  MarlinWeights weights;
+  at::Tensor w;  // float64 on the device
+};
+
+Layer make_layer(const Case& c, c10::Device device, std::uint64_t seed) {
+  at::manual_seed(seed);
+  MarlinSpec spec{c.k, c.n, c.group, c.act_order};
+  const std::int64_t groups = spec.groups(), k_pad = spec.k_padded(), n_pad = spec.n_padded();
+  const at::Tensor codes = at::randint(16, {c.k, c.n}, at::kLong);
+  // Scales of both signs over two decades, rounded to the dtype like a checkpoint's.
+  const at::Tensor scales = ((at::rand({groups, c.n}, at::kDouble) * 0.02 + 0.0002) *
+                             (at::randint(2, {groups, c.n}, at::kDouble) * 2 - 1)).to(c.dtype);
+  at::Tensor g_idx = c.group == -1 ? at::zeros({c.k}, at::kLong) : at::arange(c.k, at::kLong).div(c.group, "floor");
+  at::Tensor perm;
+  if (c.act_order) {
+    // GPTQ act-order: groups are formed in a random column order (FORMATS.md 1.6), so g_idx is scattered; B holds
+    // the rows sorted by group. One group: any order is valid, so use a random one.
+    const at::Tensor order = at::randperm(c.k, at::kLong);
+    if (c.group != -1) g_idx = at::argsort(order).div(c.group, "floor");
+    perm = c.group == -1 ? order : at::argsort(g_idx, /*stable=*/true);
+  }
+  const at::Tensor w = (scales.to(at::kDouble).index_select(0, g_idx) * (codes.to(at::kDouble) - 8)).to(c.dtype);
+
+  const at::Tensor rows = perm.defined() ? codes.index_select(0, perm) : codes;
+  at::Tensor padded = at::full({k_pad, n_pad}, 8, at::kLong);
+  padded.narrow(0, 0, c.k).narrow(1, 0, c.n).copy_(rows);
+  at::Tensor s = at::zeros({groups, n_pad}, c.dtype);
+  s.narrow(1, 0, c.n).copy_(scales);
+
+  Layer layer;
+  layer.weights.spec = spec;
+  layer.weights.b = pack_weights(padded, "test").to(device);
+  layer.weights.s = permute_scales(s, groups > 1, "test").to(device);
+  if (perm.defined()) layer.weights.perm = perm.to(at::kInt).to(device);
+  if (c.bias) layer.weights.bias = at::randn({c.n}, at::kDouble).to(c.dtype).to(device);
+  layer.w = w.to(at::kDouble).to(device);
+  return layer;
+}
+
+at::Tensor random_input(const Case& c, c10::Device device) {
+  return at::randn({c.m, c.k}, at::kDouble).to(c.dtype).to(device);
+}
+
+// Largest violation of the derived bound (<= 0 passes) and where it happens.
+void expect_matches_reference(const at::Tensor& y, const at::Tensor& x, const Layer& layer, const Case& c) {
+  ASSERT_EQ(y.sizes().vec(), (std::vector<std::int64_t>{c.m, c.n})) << c.name();
+  ASSERT_EQ(y.scalar_type(), c.dtype) << c.name();
+  const at::Tensor xd = x.to(at::kDouble);
+  at::Tensor ref = xd.matmul(layer.w);
+  if (layer.weights.bias.defined()) ref = ref + layer.weights.bias.to(at::kDouble);
+  const double u = c.dtype == at::kHalf ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+  const double tiny = c.dtype == at::kHalf ? std::ldexp(1.0, -24) : 1e-38;
+  const at::Tensor bound =
+      double(c.k + 72) * std::ldexp(1.0, -23) * xd.abs().matmul(layer.w.abs()) + u * ref.abs() + tiny;
+  const at::Tensor excess = (y.to(at::kDouble) - ref).abs() - bound;
+  ASSERT_TRUE(at::isfinite(y).all().item<bool>()) << c.name() << ": output not finite (unwritten or overflow)";
+  const double worst = excess.max().item<double>();
+  if (worst > 0) {
+    const std::int64_t at = excess.argmax().item<std::int64_t>();
+    ADD_FAILURE() << c.name() << ": output (" << at / c.n << ", " << at % c.n << ") = "
+                  << y.flatten()[at].item<double>() << ", reference " << ref.flatten()[at].item<double>()
+                  << ", bound " << bound.flatten()[at].item<double>();
+  }
+}
+
+void run_case(const Case& c, const GemmOptions& options = {}, std::uint64_t seed = 1) {
+  const c10::Device gpu(c10::kCUDA, 0);
+  const Layer layer = make_layer(c, gpu, seed);
+  const at::Tensor x = random_input(c, gpu);
+  expect_matches_reference(gemm(x, layer.weights, "test", options), x, layer, c);
+}
+
+// The issue's sweep: M in 1..16, 17, 64, 256, 1024 with the shape-based dispatch, for groups -1/128, act-order and
+// bias on and off, fp16 and bf16 (bf16 is what most current models run in).
+TEST(GpuMarlinGemm, RowCountsGroupsActOrderBiasBothDtypes) {
+  QH_REQUIRE_CUDA();
+  std::vector<std::int64_t> ms;
+  for (std::int64_t m = 1; m <= 16; ++m) ms.push_back(m);
+  for (std::int64_t m : {17, 64, 256, 1024}) ms.push_back(m);
+  for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+    for (int group : {-1, 128}) {
+      for (bool act_order : {false, true}) {
+        for (bool bias : {false, true}) {
+          for (std::int64_t m : ms) run_case({m, 512, 384, group, act_order, bias, dtype});
+        }
+      }
+    }
+  }
+}
+
+// Many K and N, including the shapes the published kernels refuse: N = 2736 (vLLM "not divisible by min_thread_n
+// = 64"), a tensor-parallel K = 320 with group 128 (a partial last group), K not a multiple of 16 per-channel, and
+// Llama-size layers (K = 11008 goes through split-K at small M).
+TEST(GpuMarlinGemm, ShapesIncludingPaddedOnes) {
+  QH_REQUIRE_CUDA();
+  struct Shape {
+    std::int64_t k, n;
+    int group;
+  };
+  for (const Shape& s : {Shape{128, 64, 128}, Shape{256, 192, 32}, Shape{512, 320, 64}, Shape{4096, 4096, 128},
+                         Shape{11008, 1024, 128}, Shape{1024, 2736, 128}, Shape{320, 512, 128}, Shape{40, 80, -1},
+                         Shape{2736, 320, 128}, Shape{96, 4160, -1}}) {
+    for (std::int64_t m : {1, 7, 33, 130}) {
+      for (bool act_order : {false, true}) {
+        run_case({m, s.k, s.n, s.group, act_order, true, m % 2 ? at::kBFloat16 : at::kHalf});
+      }
+    }
+  }
+}
+
+#ifdef QH_WITH_CUDA
+// Every compiled configuration, in both dtypes, with and without split-K, per-channel and every group size: each
+// instantiation runs at least once on the GPU (the configurations come from the kernel library's own table).
+TEST(GpuMarlinGemm, EveryInstantiationRuns) {
+  QH_REQUIRE_CUDA();
+  for (int config = 0; config < kernels::marlin_gemm_config_count(); ++config) {
+    const kernels::MarlinGemmConfig tile = kernels::marlin_gemm_config(config);
+    for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+      for (int group : {-1, 32, 64, 128}) {
+        for (int splits : {1, 3}) {
+          // Two row blocks, the second partial; three column blocks, the last partial; several stages.
+          const Case c{32 * tile.m_tiles + 5, 6 * tile.bk + 64, 128 * tile.n_chunks + 64, group, group == 64, true,
+                       dtype};
+          SCOPED_TRACE("config " + std::to_string(config) + " splits " + std::to_string(splits));
+          run_case(c, GemmOptions{.config = config, .splits = splits}, std::uint64_t(config * 100 + splits));
+        }
+      }
+    }
+  }
+}
+#endif
+
+// Split-K reduces in a fixed order: the same input gives the same bits every time.
+TEST(GpuMarlinGemm, Deterministic) {
+  QH_REQUIRE_CUDA();
+  const c10::Device gpu(c10::kCUDA, 0);
+  const Case c{8, 4096, 512, 128, false, true, at::kBFloat16};
+  const Layer layer = make_layer(c, gpu, 7);
+  const at::Tensor x = random_input(c, gpu);
+  const at::Tensor first = gemm(x, layer.weights, "test", GemmOptions{.splits = 8});
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(gemm(x, layer.weights, "test", GemmOptions{.splits = 8}).equal(first));
+}
+
+// Leading dimensions are kept: (batch, seq, K) -> (batch, seq, N).
+TEST(GpuMarlinGemm, KeepsLeadingDimensions) {
+  QH_REQUIRE_CUDA();
+  const c10::Device gpu(c10::kCUDA, 0);
+  const Case c{6, 256, 128, 128, false, false, at::kHalf};
+  const Layer layer = make_layer(c, gpu, 3);
+  const at::Tensor x = random_input(c, gpu);
+  const at::Tensor y = gemm(x.reshape({2, 3, 256}), layer.weights, "test");
+  EXPECT_EQ(y.sizes().vec(), (std::vector<std::int64_t>{2, 3, 128}));
+  EXPECT_TRUE(y.reshape({6, 128}).equal(gemm(x, layer.weights, "test")));
+}
+
+template <class E>
+void expect_refused(const std::function<void()>& call, const std::string& needle) {
+  try {
+    call();
+    ADD_FAILURE() << "accepted; expected an error mentioning '" << needle << "'";
+  } catch (const E& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+// Bad input is refused before any launch with the rule and the numbers, never an out-of-bounds read.
+TEST(GpuMarlinGemm, BadInputIsRefusedBeforeLaunch) {
+  QH_REQUIRE_CUDA();
+  const c10::Device gpu(c10::kCUDA, 0);
+  const Case c{4, 256, 128, 128, true, true, at::kHalf};
+  const Layer layer = make_layer(c, gpu, 5);
+  const at::Tensor x = random_input(c, gpu);
+  expect_refused<ShapeError>([&] { gemm(x.narrow(0, 0, 0), layer.weights, "L"); }, "M >= 1");
+  expect_refused<ShapeError>([&] { gemm(x.narrow(1, 0, 128), layer.weights, "L"); }, "[..., 256]");
+  const at::Tensor wide = random_input({4, 512, 128, 128, true, true, at::kHalf}, gpu);
+  expect_refused<ShapeError>([&] { gemm(wide.narrow(1, 0, 256), layer.weights, "L"); }, "contiguous");
+  const at::Tensor spare = at::empty({4 * 256 + 1}, x.options());
+  const at::Tensor shifted = spare.narrow(0, 1, 4 * 256).view({4, 256}).copy_(x);
+  expect_refused<ShapeError>([&] { gemm(shifted, layer.weights, "L"); }, "16-byte aligned");
+  expect_refused<ConfigError>([&] { gemm(x.to(at::kFloat), layer.weights, "L"); }, "Half or BFloat16");
+  expect_refused<ConfigError>([&] { gemm(x.to(at::kBFloat16), layer.weights, "L"); }, "L.s");
+  MarlinWeights no_perm = layer.weights;
+  no_perm.perm = at::Tensor();
+  expect_refused<ConfigError>([&] { gemm(x, no_perm, "L"); }, "perm");
+  MarlinWeights short_b = layer.weights;
+  short_b.b = layer.weights.b.narrow(0, 0, 8).contiguous();
+  expect_refused<ShapeError>([&] { gemm(x, short_b, "L"); }, "[16, 256]");
+  expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.splits = 1000}); }, "splits");
+  // Inf in the input: reported, never silently turned into Inf/NaN outputs.
+  at::Tensor inf = x.clone();
+  inf.index_put_({1, 7}, std::numeric_limits<float>::infinity());
+  expect_refused<NumericError>([&] { gemm(inf, layer.weights, "L"); }, "1 of 1024 values");
+}
+
+// fp16 overflow: when |x W| exceeds 65504 the float64 reference rounded to fp16 is Inf as well; the GEMM reports
+// the overflow by layer instead of returning Inf silently, and bf16 holds the same product.
+TEST(GpuMarlinGemm, Fp16OverflowIsReported) {
+  QH_REQUIRE_CUDA();
+  const c10::Device gpu(c10::kCUDA, 0);
+  const Case c{2, 256, 64, -1, false, false, at::kHalf};
+  const Layer layer = make_layer(c, gpu, 9);
+  const at::Tensor x = at::full({2, 256}, 60000.0, at::TensorOptions().dtype(at::kHalf).device(gpu));
+  const at::Tensor ref = x.to(at::kDouble).matmul(layer.w).to(at::kHalf);
+  ASSERT_FALSE(at::isfinite(ref).all().item<bool>()) << "the case must overflow fp16 in the reference too";
+  expect_refused<NumericError>([&] { gemm(x, layer.weights, "L"); }, "overflow fp16");
+}
+
+// The whole path a user takes: a GPTQ checkpoint (with biases, act-order and a padded MLP: intermediate 96 gives
+// N = 96 and K = 96 with group 64) -> qharness convert --to marlin -> load on the GPU -> every MarlinLinear's
+// forward runs the GEMM and matches its own float64 reference within the derived bound; the model's forward runs
+// (AutoGPTQ #551: a converted layer whose bias stayed on meta; here the layers are used, not only inspected).
+TEST(GpuMarlinGemm, ConvertedCheckpointForwardUsesTheGemm) {
+  QH_REQUIRE_CUDA();
+  const c10::Device gpu(c10::kCUDA, 0);
+  for (const bool desc_act : {false, true}) {
+    SCOPED_TRACE(desc_act ? "act-order" : "no act-order");
+    const auto qc = testing::quantize_config(4, 64, true, desc_act);
+    format::ModelConfig config = model::tiny_llama_config(true, true, false);
+    config.intermediate_size = 96;
+    model::Model gptq = testing::packed_model(config, qc);
+    testing::TempDir gptq_dir, marlin_dir;
+    checkpoint::save_checkpoint(gptq, gptq_dir.path(), &qc);
+    cli::ConvertOptions convert;
+    convert.in_dir = gptq_dir.path();
+    convert.out_dir = marlin_dir.path();
+    ASSERT_EQ(cli::convert_command(convert), 0);
+    checkpoint::LoadOptions load;
+    load.device = gpu;
+    auto loaded = checkpoint::load_checkpoint(marlin_dir.path(), load);
+    int layers = 0;
+    for (const auto& [name, module] : model::named_modules(*loaded.model.root)) {
+      const auto* layer = dynamic_cast<const MarlinLinear*>(module);
+      if (layer == nullptr) continue;
+      ++layers;
+      const MarlinSpec& spec = layer->spec();
+      const Case c{5, spec.in_features, spec.out_features, spec.group_size, spec.act_order,
+                   layer->slot("bias") != nullptr, layer->tensor("s").scalar_type()};
+      Layer reference;
+      reference.w = layer->dequantize().to(at::kDouble).to(gpu);
+      if (c.bias) reference.weights.bias = layer->tensor("bias");
+      const at::Tensor x = random_input(c, gpu);
+      SCOPED_TRACE(name);
+      expect_matches_reference(layer->forward(x), x, reference, c);
+    }
+    EXPECT_EQ(layers, 7 * config.num_layers);
+    const at::Tensor logits = loaded.model.forward(testing::token_batch(config.vocab_size, 3).to(gpu));
+    EXPECT_TRUE(at::isfinite(logits).all().item<bool>());
+  }
+}
+
+// Without a device the GEMM refuses with the reason (CPU tensors have the reference path in MarlinLinear).
+TEST(MarlinGemm, CpuInputIsRefusedWithTheReason) {
+  const Case c{4, 64, 64, -1, false, false, at::kHalf};
+  const Layer layer = make_layer(c, c10::Device(c10::kCPU), 1);
+  try {
+    gemm(random_input(c, c10::Device(c10::kCPU)), layer.weights, "model.layers.0.mlp.up_proj");
+    ADD_FAILURE() << "a CPU input was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.up_proj"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("CUDA"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MarlinGemm, UnsupportedGroupSizeIsRefused) {
+  Case c{4, 64, 64, 16, false, false, at::kHalf};
+  const Layer layer = make_layer(c, c10::Device(c10::kCPU), 1);
+  try {
+    gemm(random_input(c, c10::Device(c10::kCPU)), layer.weights, "L");
+    ADD_FAILURE() << "group size 16 was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("group_size = 16"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace qh::marlin
