@@ -14,6 +14,7 @@ t0=$SECONDS
 cmake --preset device -DQH_PYTHON="$(command -v python3)" >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
 cmake --build --preset device -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
 echo "configure + build: $((SECONDS - t0)) s"
+python3 ci/check_sass.py build/device/kernels/libqh_kernels.a --arch sm_90a | tee "$out/sass.txt"
 export QH_DEVICE=cuda
 ctest --preset device -j 4 2>&1 | tee "$out/ctest.log" | tail -15
 build/device/bin/qharness run --device cuda --out build/device/run | tee "$out/run.log"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# compute-sanitizer over the GPU cases of our kernels on a GPU box, after ci/gpu-test.sh has built build/device:
+# memcheck (out-of-bounds and misaligned accesses), racecheck (shared-memory hazards) and initcheck (reads of
+# uninitialized device memory). Torch's caching allocator is off (PYTORCH_NO_CUDA_MEMORY_CACHING=1): a pool hides
+# out-of-bounds accesses inside its blocks. memcheck and racecheck instrument only our kernels (--kernel-name kns=qh:
+# every kernel of ours lives in namespace qh::kernels), so cuBLAS and ATen run at full speed; initcheck instruments
+# everything, because memory written by a kernel it does not instrument reads as uninitialized to it (with the
+# filter it reported 70,000 false findings on torch's own item() copies). Exit 1 on any finding; logs go to $OUT
+# (the device tool's output folder) or build/device/out.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out="${OUT:-build/device/out}"
+bin="${QH_BIN:-build/device/bin}"
+mkdir -p "$out"
+[ -x "$bin/qh_tests" ] || { echo "no $bin/qh_tests: run ci/gpu-test.sh first" >&2; exit 2; }
+export PYTORCH_NO_CUDA_MEMORY_CACHING=1 QH_DEVICE=cuda
+# The GEMM cases run every instantiation, split-K, padding, act-order; the layout and materialization cases run
+# the repack; the dequantize and GPTQ block cases the other kernels.
+all='GpuMarlinGemm.*:GpuMarlinLayout.*:GpuMetaMaterialization.*:GpuQuantLinear.*:GpuBiasRoundtrip.*'
+quick='GpuMarlinGemm.EveryInstantiationRuns:GpuMarlinGemm.Deterministic:GpuMarlinGemm.ShapesIncludingPaddedOnes:GpuMarlinLayout.*'
+status=0
+for tool in memcheck racecheck initcheck; do
+  filter=$([ "$tool" = memcheck ] && echo "$all" || echo "$quick")
+  t0=$SECONDS
+  only=$([ "$tool" = initcheck ] || echo "--kernel-name kns=qh")
+  # shellcheck disable=SC2086
+  if compute-sanitizer --tool "$tool" --error-exitcode 1 $only \
+      "$bin/qh_tests" --gtest_filter="$filter" >"$out/sanitize-$tool.log" 2>&1; then
+    result=clean
+  else
+    result=FAILED
+    status=1
+  fi
+  summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|tests? ran|PASSED|FAILED" "$out/sanitize-$tool.log" | tr '\n' ' ')
+  echo "$tool: $result in $((SECONDS - t0)) s: $summary"
+done
+exit $status

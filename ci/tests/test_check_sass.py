@@ -1,0 +1,34 @@
+"""ci/check_sass.py's rules on hand-written SASS: each finding it must raise, and none on a clean kernel."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import check_sass  # noqa: E402
+
+CLEAN = [("ULDC.64", "UR4, c[0x0][0x208]"), ("LDGSTS.E.BYPASS.128", "[R45], desc[UR4][R40.64], P0"),
+         ("LDSM.16.M88.4", "R8, [R2]"), ("HMMA.16816.F32", "R12, R8, R20, R12")]
+
+
+def test_clean_gemm_kernel_has_no_findings():
+    assert check_sass.check_kernel("marlin_gemm_kernel", CLEAN) == []
+
+
+def test_descriptor_read_before_any_write_is_the_cp_async_miscompile():
+    body = [("LDGSTS.E.BYPASS.LTC128B.128", "[R7], desc[UR6][R2.64]")] + CLEAN
+    findings = check_sass.check_kernel("k", body)
+    assert len(findings) == 1 and "UR6" in findings[0] and "miscompile" in findings[0]
+
+
+def test_the_high_half_of_a_64_bit_uniform_load_counts_as_written():
+    body = [("ULDC.64", "UR4, c[0x0][0x208]"), ("STG.E.128", "desc[UR5][R4.64], R8")]
+    assert check_sass.check_kernel("k", body) == []
+
+
+def test_local_memory_is_a_finding():
+    assert any("LDL" in f for f in check_sass.check_kernel("k", CLEAN + [("LDL.64", "R2, [R1+0x8]")]))
+
+
+def test_gemm_without_tensor_cores_is_a_finding():
+    body = [ins for ins in CLEAN if not ins[0].startswith("HMMA")]
+    assert check_sass.check_kernel("qh::marlin_gemm_kernel<half>", body) == [
+        "qh::marlin_gemm_kernel<half>: expected HMMA instructions, found none"]
