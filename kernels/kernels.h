@@ -130,6 +130,7 @@ struct MarlinGemmConfig {
   int m_tiles = 1;
   int n_chunks = 2;
   int bk = 128;
+  int stages = 4;  // cp.async pipeline depth
 };
 int marlin_gemm_config_count();
 MarlinGemmConfig marlin_gemm_config(int index);

@@ -17,12 +17,24 @@ namespace {
 
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = kThreads / 32;
-constexpr int kStages = 4;     // cp.async pipeline depth
 
+// Tuning knobs for perf/marlin_variants.sh; the defaults are what it measured best on an H100 (2026-11-23: 6 or 8
+// stages for small m changed nothing; bk 128 instead of 64 for the 64 x 256 tile cut M = 64..256 times by 10-17 %).
+#ifndef QH_SMALL_STAGES
+#define QH_SMALL_STAGES 4
+#endif
+#ifndef QH_BIG_BK
+#define QH_BIG_BK 128
+#endif
+#ifndef QH_BIG_STAGES
+#define QH_BIG_STAGES 4
+#endif
+
+// Each row is one compiled kernel per dtype (launch_typed lists the indices).
 constexpr MarlinGemmConfig kConfigs[] = {
-    {1, 2, 128},  // m <= 16: one m16 tile, 128 columns, 128 inputs per stage (4 warps split K per chunk)
-    {2, 2, 128},  // m <= 32
-    {4, 4, 64},   // larger m: 64 x 256 tiles, 2 warps split K per chunk
+    {1, 2, 128, QH_SMALL_STAGES},  // m <= 16: one m16 tile, 128 columns, 128 inputs per stage (4 warps split K)
+    {2, 2, 128, QH_SMALL_STAGES},  // m <= 32
+    {4, 4, QH_BIG_BK, QH_BIG_STAGES},  // larger m: 64 x 256 tiles, 2 warps split K per chunk
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
@@ -115,7 +127,7 @@ struct Params {
   int splits;
 };
 
-template <int MT, int NC, int BK>
+template <int MT, int NC, int BK, int STAGES>
 struct Tile {
   static constexpr int kBm = 16 * MT, kBn = 64 * NC;
   static constexpr int kKt = BK / 16;            // 16-row tiles per stage
@@ -129,13 +141,14 @@ struct Tile {
   static constexpr int kChannel = NC * 8;        // per-channel scales, loaded once
   static constexpr int kRow = kBn + 4;           // float row stride of the reduction buffer (spreads banks)
   static constexpr int kReduceBytes = kBm * kRow * 4;
-  static constexpr int kPipelineBytes = (kStages * kStage + kChannel) * 16;
+  static constexpr int kPipelineBytes = (STAGES * kStage + kChannel) * 16;
   static constexpr int kSmemBytes = kPipelineBytes > kReduceBytes ? kPipelineBytes : kReduceBytes;
 };
 
-template <typename T, int MT, int NC, int BK>
+template <typename T, int MT, int NC, int BK, int STAGES>
 __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
-  using G = Tile<MT, NC, BK>;
+  using G = Tile<MT, NC, BK, STAGES>;
+  constexpr int kStages = STAGES;
   using Pair = typename Elem<T>::Pair;
   extern __shared__ uint4 smem[];
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -290,10 +303,11 @@ __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, cons
   out[i] = a[row * k + perm[i % k]];
 }
 
-template <typename T, int MT, int NC, int BK>
+template <typename T, int Config>
 cudaError_t launch_config(const Params& p, cudaStream_t stream) {
-  using G = Tile<MT, NC, BK>;
-  auto* kernel = marlin_gemm_kernel<T, MT, NC, BK>;
+  constexpr MarlinGemmConfig c = kConfigs[Config];
+  using G = Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>;
+  auto* kernel = marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmemBytes);
   if (e != cudaSuccess) return e;
   const dim3 grid(unsigned((p.n + G::kBn - 1) / G::kBn), unsigned((p.m + G::kBm - 1) / G::kBm), unsigned(p.splits));
@@ -304,9 +318,9 @@ cudaError_t launch_config(const Params& p, cudaStream_t stream) {
 template <typename T>
 cudaError_t launch_typed(const Params& p, int config, cudaStream_t stream) {
   switch (config) {
-    case 0: return launch_config<T, 1, 2, 128>(p, stream);
-    case 1: return launch_config<T, 2, 2, 128>(p, stream);
-    case 2: return launch_config<T, 4, 4, 64>(p, stream);
+    case 0: return launch_config<T, 0>(p, stream);
+    case 1: return launch_config<T, 1>(p, stream);
+    case 2: return launch_config<T, 2>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
