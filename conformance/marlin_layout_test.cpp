@@ -274,7 +274,7 @@ TEST(MarlinLayout, OneGroupIsPerChannel) {
 }
 
 // Pins per-channel layers whose K is a multiple of 8 but not of 16 (4-bit GPTQ's (K/8, N) qweight allows it; Marlin's
-// 16-row tiles do not). QuantLinear refuses K % 32 != 0, so this builds the padded Marlin buffers from codes directly:
+// 16-row tiles do not). This builds the padded Marlin buffers from codes directly, independent of conversion:
 // K = 40, N = 80 stored as 48 x 128, and dequantize() slices W (40, 80) back out.
 TEST(MarlinLayout, DequantizeSlicesPerChannelPadding) {
   const MarlinSpec spec{40, 80, -1, false};

@@ -93,6 +93,76 @@ TEST(PackGptq, ThreeBitQweightPacksAlongK) {
   }
 }
 
+// FORMATS.md 1.2 literally, for b = 2, 4, 8: word r of a column holds values r * (32 / b) + j at bits b * j.
+// values: `count` per stream; value i of stream s at values[s * vs + i * vi]; word w of stream s at out[s * ws + w * wi].
+std::vector<std::uint32_t> formats_1_2_words(const std::vector<std::uint8_t>& values, std::int64_t streams,
+                                             std::int64_t count, std::int64_t vs, std::int64_t vi, std::int64_t ws,
+                                             std::int64_t wi, int bits) {
+  const std::int64_t per_word = 32 / bits, words = count * bits / 32;
+  std::vector<std::uint32_t> out(std::size_t(streams * words), 0);
+  for (std::int64_t s = 0; s < streams; ++s) {
+    for (std::int64_t r = 0; r < words; ++r) {
+      for (std::int64_t j = 0; j < per_word; ++j) {
+        out[std::size_t(s * ws + r * wi)] |= std::uint32_t(values[std::size_t(s * vs + (r * per_word + j) * vi)])
+                                             << (bits * j);
+      }
+    }
+  }
+  return out;
+}
+
+// The unpack of FORMATS.md 1.2: value k of stream s is (word k * b / 32 >> (k * b) % 32) & (2^b - 1).
+std::uint8_t formats_1_2_value(const std::vector<std::uint32_t>& words, std::int64_t s, std::int64_t k,
+                               std::int64_t ws, std::int64_t wi, int bits) {
+  const std::uint32_t word = words[std::size_t(s * ws + (k * bits / 32) * wi)];
+  return std::uint8_t((word >> ((k * bits) % 32)) & ((1u << bits) - 1));
+}
+
+// K and N need only be multiples of 32 / b at 2, 4 and 8 bits (FORMATS.md 1.1: GPTQModel's K / pack_factor * b
+// rows), not of 32: GPTQModel packs N = 2736 (= 16 mod 32) at 4 bits as 342 qzeros columns.
+TEST(PackGptq, TwoFourEightBitsPackWholeWordsShorterThan32Values) {
+  struct Case { int bits; std::int64_t k, n; };
+  for (const Case c : {Case{4, 24, 40}, Case{2, 16, 48}, Case{8, 12, 20}, Case{4, 40, 8}}) {
+    SCOPED_TRACE(std::to_string(c.bits) + " bits, K = " + std::to_string(c.k) + ", N = " + std::to_string(c.n));
+    const std::int64_t groups = 3, rows = c.k * c.bits / 32, cols = c.n * c.bits / 32;
+    ASSERT_EQ(packed_words(c.k, c.bits, "qweight"), rows);
+    ASSERT_EQ(packed_words(c.n, c.bits, "qzeros"), cols);
+    const auto codes = random_codes(std::size_t(c.k * c.n), c.bits, unsigned(c.k + c.n));  // (K, N)
+    const auto q = pack_qweight(codes, c.k, c.n, c.bits);
+    EXPECT_EQ(q, formats_1_2_words(codes, c.n, c.k, 1, c.n, 1, c.n, c.bits));  // streams: columns, down K
+    EXPECT_EQ(unpack_qweight(q, c.k, c.n, c.bits), codes);
+    for (std::int64_t k = 0; k < c.k; ++k) {
+      for (std::int64_t n = 0; n < c.n; ++n) {
+        ASSERT_EQ(formats_1_2_value(q, n, k, 1, c.n, c.bits), codes[std::size_t(k * c.n + n)]) << k << ", " << n;
+      }
+    }
+    const auto zeros = random_codes(std::size_t(groups * c.n), c.bits, unsigned(c.n), /*low=*/1);  // (G, N)
+    const auto z = pack_qzeros(zeros, groups, c.n, c.bits);
+    EXPECT_EQ(z, formats_1_2_words(zeros, groups, c.n, c.n, 1, cols, 1, c.bits));  // streams: groups, along N
+    EXPECT_EQ(unpack_qzeros(z, groups, c.n, c.bits), zeros);
+    const auto v1 = qzeros_v2_to_v1(z, groups, c.n, c.bits, "qzeros");
+    for (std::int64_t g = 0; g < groups; ++g) {
+      for (std::int64_t n = 0; n < c.n; ++n) {
+        ASSERT_EQ(formats_1_2_value(v1, g, n, cols, 1, c.bits), zeros[std::size_t(g * c.n + n)] - 1)
+            << g << ", " << n;
+      }
+    }
+    EXPECT_EQ(qzeros_v1_to_v2(v1, groups, c.n, c.bits, "qzeros"), z);
+  }
+}
+
+TEST(PackGptq, PackMultiplePerWidth) {
+  EXPECT_EQ(pack_multiple(2), 16);
+  EXPECT_EQ(pack_multiple(3), 32);
+  EXPECT_EQ(pack_multiple(4), 8);
+  EXPECT_EQ(pack_multiple(8), 4);
+  EXPECT_THROW(pack_multiple(5, "x.qweight"), ConfigError);
+  EXPECT_EQ(packed_words(2736, 4, "qzeros"), 342);  // GPTQModel's qzeros columns for N = 2736
+  EXPECT_EQ(packed_words(96, 3, "qweight"), 9);
+  EXPECT_THROW(packed_words(24, 2, "qweight"), ShapeError);  // 24 % 16 != 0
+  EXPECT_THROW(packed_words(10, 8, "qweight"), ShapeError);  // 10 % 4 != 0
+}
+
 TEST(PackGptq, RoundTripsForEveryWidth) {
   for (int bits : {2, 3, 4, 8}) {
     const std::int64_t k = 128, n = 96, groups = 4;
@@ -156,7 +226,8 @@ TEST(PackGptq, BadShapesAndValuesAreTypedErrors) {
     FAIL();
   } catch (const ShapeError& e) {
     EXPECT_EQ(e.where().tensor, "layers.0.qweight");
-    EXPECT_NE(std::string(e.what()).find("multiple of 32"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("multiple of 32 values (32 values span 3 int32 words)"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -32,12 +32,14 @@ __global__ void gptq_dequant_kernel(GptqDequantArgs a) {
   const std::int64_t n = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const std::int64_t chunk = blockIdx.y;  // 32 values of K = `bits` words of this column
   if (n >= a.n) return;
+  // The last chunk may be short: K is a multiple of 32 / bits (bits 2, 4, 8) and its words end with it.
+  const int count = int(a.k - chunk * 32 < 32 ? a.k - chunk * 32 : 32);
   std::uint32_t words[8];
-  for (int w = 0; w < a.bits; ++w) words[w] = a.qweight[(chunk * a.bits + w) * a.n + n];
+  for (int w = 0; w < count * a.bits / 32; ++w) words[w] = a.qweight[(chunk * a.bits + w) * a.n + n];
   const auto* scales = static_cast<const T*>(a.scales);
   T* out = static_cast<T*>(a.out);
   const std::int64_t zero_words = a.n * a.bits / 32;
-  for (int j = 0; j < 32; ++j) {
+  for (int j = 0; j < count; ++j) {
     const std::int64_t k = chunk * 32 + j;
     const std::int32_t g = a.g_idx[k];
     float value = NAN;
@@ -55,11 +57,13 @@ __global__ void gptq_dequant_kernel(GptqDequantArgs a) {
 
 cudaError_t launch_gptq_dequant(const GptqDequantArgs& a, cudaStream_t stream) {
   const bool bits_ok = a.bits == 2 || a.bits == 3 || a.bits == 4 || a.bits == 8;
-  if (!bits_ok || a.k % 32 != 0 || a.n * a.bits % 32 != 0 || a.k < 32 || a.n < 1 || a.k / 32 > 65535) {
+  const std::int64_t chunks = (a.k + 31) / 32;
+  if (!bits_ok || a.k * a.bits % 32 != 0 || (a.bits == 3 && a.k % 32 != 0) || a.n * a.bits % 32 != 0 || a.k < 1 ||
+      a.n < 1 || chunks > 65535) {
     return cudaErrorInvalidValue;
   }
   constexpr int kThreads = 128;
-  const dim3 grid(unsigned((a.n + kThreads - 1) / kThreads), unsigned(a.k / 32));
+  const dim3 grid(unsigned((a.n + kThreads - 1) / kThreads), unsigned(chunks));
   switch (a.dtype) {
     case DType::F16: gptq_dequant_kernel<__half><<<grid, kThreads, 0, stream>>>(a); break;
     case DType::BF16: gptq_dequant_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(a); break;

@@ -85,7 +85,8 @@ enum class DType { F16, BF16, F32 };
 // GPTQ dequantization (FORMATS.md 1.2, 1.3, 1.5): W[k, n] = scale[g, n] * (q[k, n] - z[g, n]), g = g_idx[k], with
 // q read from qweight's little-endian bit stream down K and z from qzeros' stream along N, plus `zero_offset`
 // (1 for v1 "gptq" checkpoints, which store zero - 1; 0 for v2). The product is formed in float32 (exact for
-// fp16/bf16 scales) and rounded once to `dtype`. One thread per (32 values of K, column): it reads `bits` words.
+// fp16/bf16 scales) and rounded once to `dtype`. One thread per (32 values of K, column): it reads `bits` words
+// (fewer for a short last chunk: K need only be a multiple of 32 / bits for 2, 4 and 8 bits, of 32 for 3 bits).
 struct GptqDequantArgs {
   const std::uint32_t* qweight = nullptr;  // (k * bits / 32, n)
   const std::uint32_t* qzeros = nullptr;   // (groups, n * bits / 32)

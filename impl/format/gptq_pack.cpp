@@ -86,12 +86,19 @@ std::vector<std::uint8_t> unpack_streams(std::span<const std::uint32_t> words, c
 
 }  // namespace
 
-std::int64_t packed_words(std::int64_t count, int bits, const std::string& tensor) {
+std::int64_t pack_multiple(int bits, const std::string& tensor) {
   check_bits(bits, tensor);
-  const std::int64_t multiple = bits == 3 ? 32 : 32 / bits;
+  return bits == 3 ? 32 : 32 / bits;
+}
+
+std::int64_t packed_words(std::int64_t count, int bits, const std::string& tensor) {
+  const std::int64_t multiple = pack_multiple(bits, tensor);
   if (count <= 0 || count % multiple != 0) {
+    const std::string words =
+        bits == 3 ? "32 values span 3 int32 words" : std::to_string(multiple) + " values per int32";
     throw ShapeError(Where{.tensor = tensor},
-                     std::to_string(bits) + "-bit packing needs a multiple of " + std::to_string(multiple) + " values",
+                     std::to_string(bits) + "-bit packing needs a multiple of " + std::to_string(multiple) +
+                         " values (" + words + ")",
                      "a positive multiple of " + std::to_string(multiple), std::to_string(count));
   }
   return count * bits / 32;

@@ -14,8 +14,14 @@
 
 namespace qh::format {
 
-// Words needed for `count` values of `bits` along the packed dimension; throws ShapeError (naming `tensor`) when
-// count is not a multiple of 32 / bits (32 for 3-bit), the reference's divisibility rule.
+// The fewest values of `bits` that fill whole int32 words: 32 / bits (16, 8, 4 at 2, 4, 8 bits: one word), and 32 at
+// 3 bits (three words, FORMATS.md 1.3). A packed dimension is whole exactly when it is a multiple of this, so qweight
+// has K * bits / 32 rows and qzeros N * bits / 32 columns (GPTQModel's K / pack_factor * bits; AutoGPTQ's
+// K // 32 * bits agrees only when K % 32 == 0). ConfigError (naming `tensor`) for other widths.
+std::int64_t pack_multiple(int bits, const std::string& tensor = "");
+
+// Words needed for `count` values of `bits` along the packed dimension (count * bits / 32); throws ShapeError
+// (naming `tensor`) when count is not a positive multiple of pack_multiple(bits).
 std::int64_t packed_words(std::int64_t count, int bits, const std::string& tensor);
 
 // codes: (K, N) row-major, each in [0, 2^bits). Returns qweight (K * bits / 32, N) row-major.

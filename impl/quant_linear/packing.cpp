@@ -55,6 +55,35 @@ void expect_dtype(const at::Tensor& t, std::initializer_list<c10::ScalarType> al
                     "buffer dtype must be what GPTQ QuantLinear registers", names, c10::toString(t.scalar_type()));
 }
 
+// The dimension a buffer packs: qweight packs K (inputs), qzeros packs N (zero points, one per output).
+enum class PackedDim { K, N };
+
+// "4-bit qzeros pack 8 zero points per int32", "3-bit qweight packs 32 inputs into 3 int32 words".
+std::string packing_reason(int bits, PackedDim dim) {
+  const std::string tensor = dim == PackedDim::K ? "qweight packs " : "qzeros pack ";
+  const std::string values = dim == PackedDim::K ? " inputs" : " zero points";
+  const std::string count = std::to_string(format::pack_multiple(bits));
+  return std::to_string(bits) + "-bit " + tensor + count + values +
+         (bits == 3 ? " into 3 int32 words" : " per int32");
+}
+
+// ShapeError naming the layer, the rule per bit width and the numbers when `count` (K or N) is not a multiple of
+// format::pack_multiple(bits).
+void check_fills_words(std::int64_t count, int bits, PackedDim dim, const std::string& layer) {
+  const std::int64_t multiple = format::pack_multiple(bits);
+  if (count % multiple == 0) return;
+  const std::string symbol = dim == PackedDim::K ? "K" : "N";
+  const std::string rule =
+      dim == PackedDim::K ? "in_features K must fill whole int32 words of qweight (K * bits / 32 rows)"
+                          : "out_features N must fill whole int32 words of qzeros (N * bits / 32 columns)";
+  throw ShapeError(Where{.layer = layer},
+                   rule + ": a multiple of 16 at 2 bits, 32 at 3 bits (32 values span 3 words), 8 at 4 bits, "
+                          "4 at 8 bits",
+                   symbol + " % " + std::to_string(multiple) + " == 0",
+                   symbol + " = " + std::to_string(count) + " is not a multiple of " + std::to_string(multiple) +
+                       " (" + packing_reason(bits, dim) + ")");
+}
+
 }  // namespace
 
 const char* checkpoint_format_name(ZeroFormat format) { return format == ZeroFormat::V1 ? "gptq" : "gptq_v2"; }
@@ -67,16 +96,14 @@ void QuantSpec::validate(const std::string& layer) const {
     throw ConfigError(Where{.layer = layer}, "group_size is -1 (one group) or positive", "-1 or > 0",
                       std::to_string(group_size));
   }
-  // qweight has K / 32 * b rows and qzeros N / 32 * b columns (FORMATS.md 1.1), whole only for multiples of 32;
-  // AutoGPTQ's QuantLinear refuses other sizes the same way.
-  if (in_features <= 0 || in_features % 32 != 0) {
-    throw ShapeError(Where{.layer = layer}, "in_features must be a multiple of 32 to pack whole words",
-                     "K % 32 == 0", "K = " + std::to_string(in_features));
+  if (in_features <= 0 || out_features <= 0) {
+    throw ShapeError(Where{.layer = layer}, "a linear layer has inputs and outputs", "K > 0 and N > 0",
+                     "K = " + std::to_string(in_features) + ", N = " + std::to_string(out_features));
   }
-  if (out_features <= 0 || out_features % 32 != 0) {
-    throw ShapeError(Where{.layer = layer}, "out_features must be a multiple of 32 to pack qzeros in whole words",
-                     "N % 32 == 0", "N = " + std::to_string(out_features));
-  }
+  // qweight has K * b / 32 rows and qzeros N * b / 32 columns (FORMATS.md 1.1; GPTQModel packs N = 2736 at 4 bits
+  // as 342 qzeros columns), so K and N must fill whole words at the layer's width.
+  check_fills_words(in_features, bits, PackedDim::K, layer);
+  check_fills_words(out_features, bits, PackedDim::N, layer);
 }
 
 PackedWeights pack(const at::Tensor& codes, const at::Tensor& zeros, const at::Tensor& scales, const at::Tensor& g_idx,

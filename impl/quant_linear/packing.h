@@ -29,9 +29,12 @@ struct QuantSpec {
   int maxq() const { return (1 << bits) - 1; }
   std::int64_t group_length() const { return group_size == -1 ? in_features : group_size; }
   std::int64_t groups() const { return (in_features + group_length() - 1) / group_length(); }
-  std::int64_t qweight_rows() const { return in_features / 32 * bits; }
-  std::int64_t qzeros_cols() const { return out_features / 32 * bits; }
-  // ConfigError (bits, group_size) or ShapeError (K, N not packable), naming `layer`.
+  // K * b / 32 and N * b / 32 (GPTQModel's K / pack_factor * b), whole numbers for a spec that passes validate().
+  // AutoGPTQ writes K // 32 * b, the same number when K % 32 == 0 and too small otherwise (FORMATS.md 1.1).
+  std::int64_t qweight_rows() const { return in_features * bits / 32; }
+  std::int64_t qzeros_cols() const { return out_features * bits / 32; }
+  // ConfigError (bits, group_size) or ShapeError (K or N not a whole number of packed words: K and N multiples of
+  // 16, 32, 8, 4 at 2, 3, 4, 8 bits, format::pack_multiple), naming `layer`.
   void validate(const std::string& layer) const;
 };
 
