@@ -11,6 +11,7 @@
 
 #include "impl/checkpoint/quantization.h"
 #include "impl/checkpoint/safetensors_tensors.h"
+#include "impl/checkpoint/verify_marlin.h"
 #include "impl/core/errors.h"
 
 namespace qh::checkpoint {
@@ -19,15 +20,18 @@ namespace {
 
 using FileRef = std::shared_ptr<const format::SafetensorsFile>;
 
+bool ends_with(const std::string& name, const std::string& suffix) {
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 // Every tensor of the directory's *.safetensors files by name (sharded checkpoints included).
-std::map<std::string, std::pair<FileRef, const format::TensorInfo*>> tensors_of(const std::string& dir,
-                                                                               std::vector<Finding>& findings) {
+TensorIndex tensors_of(const std::string& dir, std::vector<Finding>& findings) {
   std::vector<std::string> paths;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() == ".safetensors") paths.push_back(entry.path().string());
   }
   std::sort(paths.begin(), paths.end());
-  std::map<std::string, std::pair<FileRef, const format::TensorInfo*>> out;
+  TensorIndex out;
   for (const auto& path : paths) {
     try {
       const FileRef file = format::SafetensorsFile::open(path);
@@ -62,14 +66,16 @@ class Verifier {
     } catch (const Error& e) {
       report_.findings.push_back({"", "config", e.what()});
     }
-    for (const auto& [name, entry] : tensors_) {
-      if (name.size() > 8 && name.compare(name.size() - 8, 8, ".qweight") == 0) {
-        report_.layers.push_back(name.substr(0, name.size() - 8));
+    if (q && q->layout.marlin) {
+      run_marlin(q->layout);
+    } else {
+      for (const auto& [name, entry] : tensors_) {
+        if (ends_with(name, ".qweight")) report_.layers.push_back(name.substr(0, name.size() - 8));
       }
-    }
-    if (report_.layers.empty()) report_.findings.push_back({"", "tensors", "no quantized layer (*.qweight)"});
-    if (q) {
-      for (const auto& layer : report_.layers) check_layer(layer, q->layout);
+      if (report_.layers.empty()) report_.findings.push_back({"", "tensors", "no quantized layer (*.qweight)"});
+      if (q) {
+        for (const auto& layer : report_.layers) check_layer(layer, q->layout);
+      }
     }
     check_bias_consistency();
     return report_;
@@ -83,6 +89,38 @@ class Verifier {
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   void find(const std::string& layer, const char* check, const std::string& message) {
     report_.findings.push_back({layer, check, message});
+  }
+
+  // checkpoint_format marlin: layers are the prefixes of *.B (docs/marlin.md); a GPTQ layer left in is a finding.
+  void run_marlin(const QuantizedLayout& layout) {
+    for (const auto& [name, entry] : tensors_) {
+      if (ends_with(name, ".B") && is_marlin_b(tensors_, name)) {
+        report_.layers.push_back(name.substr(0, name.size() - 2));
+      }
+      if (ends_with(name, ".qweight")) {
+        find(name.substr(0, name.size() - 8), "tensors", "a GPTQ qweight in a checkpoint_format marlin checkpoint");
+      }
+    }
+    if (report_.layers.empty()) {
+      return find("", "tensors", "no quantized layer (*.B) in a checkpoint_format marlin checkpoint");
+    }
+    std::size_t unknown_k = 0, unknown_n = 0;
+    for (const auto& layer : report_.layers) {
+      const MarlinExtents e = check_marlin_layer(layer, layout, tensors_, base_, report_.findings);
+      unknown_k += !e.k, unknown_n += !e.n;
+      check_bias_against_base(layer, e.n);
+    }
+    if (unknown_k + unknown_n > 0) report_.notes.push_back(unknown_extents_note(unknown_k, unknown_n));
+  }
+
+  // Says for how many Marlin layers the unpadded K or N was unknown (no base; no perm, no bias).
+  std::string unknown_extents_note(std::size_t unknown_k, std::size_t unknown_n) const {
+    const std::string of = " of " + std::to_string(report_.layers.size());
+    std::string unknown;
+    if (unknown_k > 0) unknown = "K is unknown for " + std::to_string(unknown_k) + of + " layers";
+    if (unknown_n > 0) unknown += (unknown.empty() ? "N is unknown for " : ", N for ") + std::to_string(unknown_n) + of;
+    return "Marlin stores only the padded K' and N' (B, s), and perm gives K and the bias N: " + unknown +
+           "; their padded rows/columns were not checked (the unpadded K/N need the base model, --base)";
   }
 
   void check_layer(const std::string& layer, const QuantizedLayout& layout) {
@@ -114,10 +152,11 @@ class Verifier {
     check_bias_against_base(layer, n);
   }
 
-  void check_bias_against_base(const std::string& layer, std::int64_t n) {
+  // `n`: the layer's outputs, where known (a Marlin layer without a base may not tell).
+  void check_bias_against_base(const std::string& layer, std::optional<std::int64_t> n) {
     const std::string name = layer + ".bias";
-    if (has(name) && load(name).numel() != n) {
-      find(layer, "bias", "bias has " + std::to_string(load(name).numel()) + " entries for " + std::to_string(n) +
+    if (has(name) && n && load(name).numel() != *n) {
+      find(layer, "bias", "bias has " + std::to_string(load(name).numel()) + " entries for " + std::to_string(*n) +
                               " outputs");
       return;
     }
@@ -157,7 +196,7 @@ class Verifier {
   }
 
   std::string dir_;
-  std::map<std::string, std::pair<FileRef, const format::TensorInfo*>> tensors_, base_;
+  TensorIndex tensors_, base_;
   VerifyReport report_;
 };
 

@@ -82,8 +82,12 @@ Checks the GPTQ checkpoint directory PATH (any tool's): the quantization config 
 config.json agreeing), every quantized layer's qweight/qzeros/scales/g_idx (dtypes, shapes, the bits the shapes
 imply, g_idx in range and monotonic without desc_act, finite positive scales), stored zero points against
 checkpoint_format (gptq = v1 vs gptq_v2), and biases: consistent across layers of one name, and with --base (the
-unquantized model's directory) present exactly where the base model has one and equal to it. Prints the findings
-and writes them as checks into OUT/results.json (default reports/out/verify).
+unquantized model's directory) present exactly where the base model has one and equal to it. A checkpoint_format
+"marlin" checkpoint (convert --to marlin) is checked as Marlin instead: each layer's B (K'/16, 2N') int32 and
+s (groups, N') fp16/bf16 against the config and the layer's K and N, finite positive scales, perm present exactly
+with desc_act and a permutation of 0..K-1, padded rows/columns of B at code 8 and padded scale columns at 0, and the
+same bias checks. The unpadded K and N come from --base (else perm gives K and the bias N). Prints the findings and
+writes them as checks into OUT/results.json (default reports/out/verify).
 
 exit status: 0 no finding, 1 findings, 2 bad usage or unreadable PATH
 )";
