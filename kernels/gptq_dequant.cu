@@ -34,8 +34,12 @@ __global__ void gptq_dequant_kernel(GptqDequantArgs a) {
   if (n >= a.n) return;
   // The last chunk may be short: K is a multiple of 32 / bits (bits 2, 4, 8) and its words end with it.
   const int count = int(a.k - chunk * 32 < 32 ? a.k - chunk * 32 : 32);
+  const int needed = count * a.bits / 32;
   std::uint32_t words[8];
-  for (int w = 0; w < count * a.bits / 32; ++w) words[w] = a.qweight[(chunk * a.bits + w) * a.n + n];
+#pragma unroll
+  for (int w = 0; w < 8; ++w) {  // constant indices keep the array in registers (ci/check_sass.py: no local memory)
+    words[w] = w < needed ? a.qweight[(chunk * a.bits + w) * a.n + n] : 0u;
+  }
   const auto* scales = static_cast<const T*>(a.scales);
   T* out = static_cast<T*>(a.out);
   const std::int64_t zero_words = a.n * a.bits / 32;
