@@ -113,8 +113,7 @@ class MarlinLayerCheck {
     if (!spec.sym) {
       find("config", "config says sym: false but Marlin's GPTQ path is symmetric (no zero points are stored)");
     }
-    const int g = marlin::marlin_spec_of(spec).group_size;
-    if (g != -1 && g != 32 && g != 64 && g != 128) {
+    if (!marlin::marlin_spec_of(spec).group_size_supported()) {
       find("config", "config's group_size = " + num(spec.group_size) +
                          " is not one Marlin supports (-1, 32, 64, 128, or K = " + num(spec.in_features) + " or more)");
     }

@@ -175,10 +175,9 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
 
 at::Tensor gemm(const at::Tensor& x, const MarlinWeights& w, const std::string& layer, const GemmOptions& options) {
   w.spec.validate(layer);
-  const int g = w.spec.group_size;
-  if (g != -1 && g != 32 && g != 64 && g != 128) {
+  if (!w.spec.group_size_supported()) {
     throw ConfigError(Where{.layer = layer}, "the Marlin GEMM supports group sizes -1, 32, 64 and 128",
-                      "-1, 32, 64 or 128", "group_size = " + std::to_string(g));
+                      "-1, 32, 64 or 128", "group_size = " + std::to_string(w.spec.group_size));
   }
   if (!x.device().is_cuda()) {
     throw ConfigError(Where{.layer = layer}, "the Marlin GEMM runs on a CUDA device (MarlinLinear::forward has the "

@@ -144,7 +144,7 @@ std::unique_ptr<MarlinLinear> to_marlin(const quant_linear::QuantLinear& source,
   }
   const MarlinSpec spec = marlin_spec_of(q);
   const int g = spec.group_size;
-  if (g != -1 && g != 32 && g != 64 && g != 128) {
+  if (!spec.group_size_supported()) {
     throw ConfigError(Where{.layer = layer}, "Marlin supports group sizes -1, 32, 64 and 128 (vLLM's list)",
                       "-1, 32, 64, 128 or K", "group_size = " + number(q.group_size));
   }

@@ -33,6 +33,10 @@ struct MarlinSpec {
   // padded rows and columns hold code 8 (weight 0) and padded scale columns hold 0 (docs/marlin.md).
   std::int64_t k_padded() const { return round_up(in_features, group_size == -1 ? 16 : group_size); }
   std::int64_t n_padded() const { return round_up(out_features, 64); }
+  // The group sizes Marlin's kernels take: -1 (per-channel), 32, 64, 128 (vLLM's marlin_utils list, FORMATS.md 1.7).
+  bool group_size_supported() const {
+    return group_size == -1 || group_size == 32 || group_size == 64 || group_size == 128;
+  }
   // ShapeError / ConfigError naming `layer` with the rule and the numbers for what padding cannot fix: K or N not
   // positive, K not a multiple of 8 (no GPTQ 4-bit qweight has such a K), a group size that is neither -1 nor
   // positive. Which group sizes Marlin supports is to_marlin's check.
