@@ -136,16 +136,7 @@ TEST(CliCommands, VerifyExitStatusAndResults) {
 namespace qh {
 namespace {
 
-template <class E>
-E error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error thrown";
-  throw std::logic_error("no error");
-}
+using testing::error_of;
 
 // quantize's bad input: nothing to quantize, a Marlin target, an unreadable base config; each named, nothing written.
 TEST(CliCommands, QuantizeBadInputIsNamed) {

@@ -4,6 +4,7 @@
 
 #include "conformance/gpu_testing.h"
 #include "conformance/gptq_case.h"
+#include "conformance/testing.h"
 #include "impl/checkpoint/quantization.h"
 #include "impl/core/errors.h"
 #include "impl/quant_linear/dequantize.h"
@@ -38,16 +39,7 @@ PackedWeights packed_of(const Layer& l, ZeroFormat format, c10::ScalarType dtype
   return pack(l.result.codes, l.result.zeros, l.result.scales, l.result.g_idx, spec, dtype, "layer");
 }
 
-template <class E>
-E error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error thrown";
-  throw std::logic_error("no error");
-}
+using testing::error_of;
 
 // The dequantized buffers equal GPTQ's own codes and grids with the scale rounded to fp16 (closed form:
 // fp16(scale) * (code - zero), exact in float32), for every width, act-order on and off, v1 and v2.

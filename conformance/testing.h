@@ -1,8 +1,12 @@
 // Helpers shared by the conformance suites: temporary directories, byte buffers, files.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,5 +37,18 @@ std::vector<std::byte> safetensors_bytes(std::string_view header, std::size_t da
 
 // Deterministic pseudo-random bytes (splitmix64), different for every seed.
 std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed);
+
+// The exception of type E that `f` throws, to inspect its message and Where; when `f` throws nothing, a test
+// failure, and std::logic_error stops the test (another exception type propagates as it is).
+template <class E>
+E error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error thrown";
+  throw std::logic_error("no error thrown");
+}
 
 }  // namespace qh::testing
