@@ -22,6 +22,7 @@ namespace {
 using testing::quantize_config;
 using testing::quantized_model;
 using testing::read_text;
+using testing::rewrite_tensors;
 using testing::set_zero_format;
 using testing::TempDir;
 using testing::token_batch;
@@ -37,20 +38,6 @@ void edit_configs(const TempDir& dir, const std::string& from, const std::string
     ASSERT_GT(count, 0u) << from << " not in " << name;
     std::ofstream(dir.file(name)) << text;
   }
-}
-
-// Rewrites model.safetensors without `drop` (and with `replace` swapped in).
-void rewrite_tensors(const TempDir& dir, const std::string& drop,
-                     const std::map<std::string, at::Tensor>& replace = {}) {
-  auto all = checkpoint::load_all(dir.file("model.safetensors"), c10::kCPU);
-  std::vector<std::pair<std::string, at::Tensor>> kept;
-  for (auto& [name, t] : all) {
-    if (name == drop) continue;
-    const auto r = replace.find(name);
-    kept.emplace_back(name, r == replace.end() ? t.clone() : r->second);
-  }
-  all.clear();  // release the mapping before replacing the file
-  checkpoint::save_tensors(dir.file("model.safetensors"), kept, {{"format", "pt"}});
 }
 
 struct Saved {

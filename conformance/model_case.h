@@ -5,7 +5,10 @@
 #include <ATen/ATen.h>
 
 #include "conformance/gptq_case.h"
+#include "conformance/testing.h"
 #include "impl/checkpoint/loader.h"
+#include "impl/checkpoint/safetensors_tensors.h"
+#include "impl/checkpoint/writer.h"
 #include "impl/model/layers.h"
 #include "impl/quant_linear/from_gptq.h"
 
@@ -96,6 +99,24 @@ inline at::Tensor token_batch(std::int64_t vocab, std::uint64_t seed) {
 
 inline const at::Tensor& tensor_at(model::Model& m, const std::string& module, const std::string& name) {
   return model::find_module(*m.root, module)->tensor(name);
+}
+
+// Rewrites dir/model.safetensors without `drop` and with `replace` swapped in (or added): damaged copies of a
+// saved checkpoint for the loader and verify suites.
+inline void rewrite_tensors(const TempDir& dir, const std::string& drop,
+                     const std::map<std::string, at::Tensor>& replace = {}) {
+  auto all = checkpoint::load_all(dir.file("model.safetensors"), c10::kCPU);
+  std::vector<std::pair<std::string, at::Tensor>> kept;
+  for (auto& [name, t] : all) {
+    if (name == drop) continue;
+    const auto r = replace.find(name);
+    kept.emplace_back(name, r == replace.end() ? t.clone() : r->second);
+  }
+  for (const auto& [name, t] : replace) {
+    if (all.count(name) == 0) kept.emplace_back(name, t);
+  }
+  all.clear();  // release the mapping before replacing the file
+  checkpoint::save_tensors(dir.file("model.safetensors"), kept, {{"format", "pt"}});
 }
 
 }  // namespace qh::testing

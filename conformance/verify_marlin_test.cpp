@@ -23,6 +23,7 @@ namespace {
 
 using testing::quantize_config;
 using testing::read_text;
+using testing::rewrite_tensors;
 using testing::TempDir;
 
 const char* kQProj = "model.layers.0.self_attn.q_proj";
@@ -55,23 +56,6 @@ std::unique_ptr<Converted> converted(bool padded, bool desc_act) {
 
 at::Tensor stored(const TempDir& dir, const std::string& name) {
   return checkpoint::load_all(dir.file("model.safetensors"), c10::kCPU).at(name).clone();
-}
-
-// Rewrites model.safetensors without `drop` and with `replace` swapped in (or added).
-void rewrite_tensors(const TempDir& dir, const std::string& drop,
-                     const std::map<std::string, at::Tensor>& replace = {}) {
-  auto all = checkpoint::load_all(dir.file("model.safetensors"), c10::kCPU);
-  std::vector<std::pair<std::string, at::Tensor>> kept;
-  for (auto& [name, t] : all) {
-    if (name == drop) continue;
-    const auto r = replace.find(name);
-    kept.emplace_back(name, r == replace.end() ? t.clone() : r->second);
-  }
-  for (const auto& [name, t] : replace) {
-    if (all.count(name) == 0) kept.emplace_back(name, t);
-  }
-  all.clear();  // release the mapping before replacing the file
-  checkpoint::save_tensors(dir.file("model.safetensors"), kept, {{"format", "pt"}});
 }
 
 std::string listed(const checkpoint::VerifyReport& r) {
