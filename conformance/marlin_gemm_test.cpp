@@ -242,6 +242,13 @@ TEST(GpuMarlinGemm, BadInputIsRefusedBeforeLaunch) {
   short_b.b = layer.weights.b.narrow(0, 0, 8).contiguous();
   expect_refused<ShapeError>([&] { gemm(x, short_b, "L"); }, "[16, 256]");
   expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.splits = 1000}); }, "splits");
+  expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = 99}); }, "found 99");
+  MarlinWeights short_bias = layer.weights;
+  short_bias.bias = layer.weights.bias.narrow(0, 0, 64);
+  expect_refused<ShapeError>([&] { gemm(x, short_bias, "L"); }, "[128] on cuda:0");
+  MarlinWeights stray_perm = layer.weights;
+  stray_perm.spec.act_order = false;
+  expect_refused<ConfigError>([&] { gemm(x, stray_perm, "L"); }, "found perm present");
   // Inf in the input: reported, never silently turned into Inf/NaN outputs.
   at::Tensor inf = x.clone();
   inf.index_put_({1, 7}, std::numeric_limits<float>::infinity());
