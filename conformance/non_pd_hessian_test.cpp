@@ -80,7 +80,9 @@ TEST(NonPdHessian, DuplicatedColumnsRecover) {
 
 TEST(NonPdHessian, NegativeEigenvalueEscalatesToTheFirstSufficientDamp) {
   // H + p * mean(diag) * I is positive-definite exactly when p * mean(diag) > -lambda_min, so with the minimum
-  // eigenvalue at -0.031 * mean(diag) the policy (0.01, +0.0025) must stop at the first p above 0.031: 0.0325.
+  // eigenvalue at -0.031 * mean(diag) the policy (0.01, +0.0025) must stop at the first p above 0.031: 0.0325,
+  // schedule index 9. The galloping search tries indices 0, 1, 3, 7 (fail), 15 (works), then bisects: 11 (works),
+  // 9 (works), 8 (fails): 8 factorizations where GPTQModel's linear scan needs 10.
   const at::Tensor h_true = testing::hessian_of(testing::correlated_activations(256, 64, 7));
   const at::Tensor h = with_negative_eigenvalue(h_true, 0.031);
   const double lambda_min = at::linalg_eigvalsh(h)[0].item<double>();
@@ -89,7 +91,7 @@ TEST(NonPdHessian, NegativeEigenvalueEscalatesToTheFirstSufficientDamp) {
   const GptqResult r = gptq_reference(w, h, config64(), "layer");
   expect_recovered(r, w, h_true);
   EXPECT_NEAR(r.summary.damp_final, 0.0325, 1e-12);
-  EXPECT_EQ(r.summary.attempts, 10);  // 0.01, 0.0125, ..., 0.0325
+  EXPECT_EQ(r.summary.attempts, 8);
 }
 
 TEST(NonPdHessian, StrictModeRefusesAnyEscalation) {
@@ -120,6 +122,23 @@ TEST(NonPdHessian, CapReachedNamesLastDampAndTheTokenShortfall) {
     EXPECT_EQ(e.where().layer, "mlp.down_proj");
     EXPECT_NE(msg.find("last damp_percent 0.91"), std::string::npos) << msg;
     EXPECT_NE(msg.find("only 32 calibration tokens for 64 columns"), std::string::npos) << msg;
+  }
+}
+
+TEST(NonPdHessian, UnrecoverableFailsInLogarithmicallyManyAttempts) {
+  // Default policy (0.01 + i * 0.0025 below 1: indices 0..395). No damp below the cap fixes lambda_min = -2 mean,
+  // and the search proves it per precision with indices 0, 1, 3, 7, ..., 255, then 395: 10 factorizations, 20 with
+  // the float64 retry (a linear scan: 792, minutes at K = 4096).
+  const at::Tensor h = with_negative_eigenvalue(testing::hessian_of(testing::correlated_activations(256, 64, 21)), 2.0);
+  GptqConfig cfg;
+  cfg.group_size = 32;
+  try {
+    gptq_reference(weights(64, 22).to(at::kFloat), h, cfg, "o_proj");
+    FAIL() << "recovered from an unrecoverable Hessian";
+  } catch (const NumericError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("after 20 attempts in float32 and float64"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("last damp_percent 0.9975"), std::string::npos) << msg;
   }
 }
 

@@ -2,7 +2,8 @@
 // positive-definite (seed failure: "linalg.cholesky: ... the leading minor of order 1 is not positive-definite" on
 // Qwen2-7B layers, AutoGPTQ #708). Escalation follows GPTQModel's damp_auto_increment (FORMATS.md 2.4) in its v4
 // form: mean(diag(H)) is taken once from the undamped H and every attempt damps a fresh copy (v1-v3 damped H in
-// place, so their damping compounded across retries).
+// place, so their damping compounded across retries). The first damp of that schedule that factorizes is found by
+// galloping search rather than a linear scan: the same value in O(log n) factorizations (damping.cpp says why).
 #pragma once
 
 #include <cstdint>
