@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(kWarps * 32) gptq_block_kernel(GptqBlockArgs a
     if (lane == 0) {
       a.q[out + i] = qv;
       a.codes[out + i] = std::int32_t(code);
-      a.losses[out + i] = (w - qv) * (w - qv) / (d * d) / 2.f;
+      a.losses[out + i] = 0.5 * double(e) * double(e);  // (w - q)^2 / d^2 / 2
       a.err[row * count + i] = e;
     }
 #pragma unroll

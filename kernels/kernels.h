@@ -69,7 +69,7 @@ struct GptqBlockArgs {
   int maxq = 15;
   float* q = nullptr;              // (rows, ld): dequantized weights written at the block's columns
   std::int32_t* codes = nullptr;   // (rows, ld)
-  float* losses = nullptr;         // (rows, ld): (w - q)^2 / d^2 / 2
+  double* losses = nullptr;        // (rows, ld): (w - q)^2 / d^2 / 2, in double: it scales with H
   float* err = nullptr;            // (rows, count) contiguous: the errors for the trailing GEMM
 };
 inline constexpr int kGptqMaxBlock = 128;

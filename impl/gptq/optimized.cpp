@@ -89,7 +89,7 @@ GptqResult gptq_optimized(const at::Tensor& weight, const at::Tensor& hessian, c
   const std::int64_t n = w.size(0), k = w.size(1);
   at::Tensor q = at::empty_like(w);
   at::Tensor codes = at::empty({n, k}, w.options().dtype(at::kInt));
-  at::Tensor losses = at::empty_like(w);
+  at::Tensor losses = at::empty_like(w, w.options().dtype(at::kDouble));
   // Errors of one block, (n, count) contiguous, as the kernel writes them.
   const at::Tensor err_buffer = at::empty({n * std::min<std::int64_t>(config.block_size, k)}, w.options());
   std::vector<at::Tensor> scales, zeros;
@@ -115,7 +115,7 @@ GptqResult gptq_optimized(const at::Tensor& weight, const at::Tensor& hessian, c
     a.maxq = config.maxq();
     a.q = q.data_ptr<float>();
     a.codes = codes.data_ptr<std::int32_t>();
-    a.losses = losses.data_ptr<float>();
+    a.losses = losses.data_ptr<double>();
     a.err = err.data_ptr<float>();
     // The legacy default stream: ATen's current stream unless a caller changed it.
     if (const cudaError_t e = kernels::launch_gptq_block(a, nullptr); e != cudaSuccess) {

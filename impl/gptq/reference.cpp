@@ -28,7 +28,7 @@ GptqResult gptq_reference(const at::Tensor& weight, const at::Tensor& hessian, c
   // Step 8: the blocked column loop with lazy batch updates.
   at::Tensor q = at::zeros_like(w);
   at::Tensor codes = at::zeros({n, k}, w.options().dtype(at::kInt));
-  at::Tensor losses = at::zeros_like(w);
+  at::Tensor losses = at::zeros_like(w, w.options().dtype(at::kDouble));  // GptqResult::losses says why
   std::vector<at::Tensor> scales, zeros;
   QuantGrid grid = p.channel_grid;
   const at::Tensor perm = p.perm.cpu();
@@ -56,8 +56,8 @@ GptqResult gptq_reference(const at::Tensor& weight, const at::Tensor& hessian, c
       const at::Tensor d = hinv1.index({i, i});
       q.index_put_({Slice(), Slice(col, col + 1)}, qcol);
       codes.index_put_({Slice(), Slice(col, col + 1)}, code.to(at::kInt));
-      losses.index_put_({Slice(), Slice(col, col + 1)}, (wcol - qcol).square() / d.square() / 2);
       const at::Tensor err = (wcol - qcol) / d;
+      losses.index_put_({Slice(), Slice(col, col + 1)}, err.to(at::kDouble).square() / 2);  // (w - q)^2 / d^2 / 2
       w1.index({Slice(), Slice(i, count)}).sub_(err.matmul(hinv1.index({Slice(i, i + 1), Slice(i, count)})));
       err1.index_put_({Slice(), Slice(i, i + 1)}, err);
     }

@@ -18,7 +18,8 @@ struct GptqResult {
   at::Tensor scales;  // (N, ngroups), working precision; group g = column block g, or the g-th block in act-order
   at::Tensor zeros;   // (N, ngroups), integer-valued
   at::Tensor g_idx;   // (K,) int32: the group of each column
-  at::Tensor losses;  // (K,) sum over rows of (w - q)^2 / d^2 / 2
+  at::Tensor losses;  // (K,) float64, sum over rows of (w - q)^2 / d^2 / 2: it scales with H, so in float32 it
+                      // overflowed for Hessians near float32's range while Q stayed finite (hessian_stress_test)
   LayerSummary summary;
 };
 
