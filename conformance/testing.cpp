@@ -27,11 +27,13 @@ void write_bytes(const std::string& path, const std::vector<std::byte>& bytes) {
 }
 
 std::vector<std::byte> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error("cannot read " + path);
-  const std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(chars.size());
-  for (std::size_t i = 0; i < chars.size(); ++i) out[i] = std::byte(chars[i]);
+  std::vector<std::byte> out(std::size_t(in.tellg()));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(out.data()), std::streamsize(out.size()))) {
+    throw std::runtime_error("cannot read all of " + path);
+  }
   return out;
 }
 
