@@ -33,7 +33,10 @@ struct HessianCase {
   std::uint64_t index = 0;
   Pathology kind = Pathology::RankDeficient;
   at::Tensor h;       // (K, K) as handed to GPTQ: float64 or float32, as a caller accumulated it
-  at::Tensor h_true;  // the positive semi-definite H the case came from, float64; undefined when there is none
+  // The positive semi-definite H the case came from, float64, to measure the error on. Undefined where there is none
+  // (NonFinite, AllZero) and for Fp16Accumulated: fp16 destroyed information GPTQ never saw, so its error is
+  // measured in the damped H it factorized (hessian_stress_test.cpp).
+  at::Tensor h_true;
   at::Tensor weight;  // (N, K) float32
   std::int64_t calib_tokens = -1;
   gptq::GptqConfig config;

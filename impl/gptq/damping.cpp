@@ -30,10 +30,16 @@ bool try_factor(const at::Tensor& h, double damp, Factorization& out, std::int64
   auto [lower, info] = at::linalg_cholesky_ex(flipped);
   failed_order = info.item<std::int64_t>();
   if (failed_order != 0) return false;
+  // LAPACK's potrf only stops at a pivot <= 0 or NaN: an Inf pivot from an overflowed sum passes as success.
+  if (!at::isfinite(lower.diagonal()).all().item<bool>()) {
+    failed_order = -1;
+    return false;
+  }
   const at::Tensor upper = at::linalg_solve_triangular(lower, at::eye(h.size(0), h.options()), /*upper=*/false)
                                .flip({0, 1});
-  // A near-singular H can leave the inverse non-finite in float32 (AutoGPTQ #138 failed at the equivalent step).
-  if (!at::isfinite(upper).all().item<bool>()) {
+  // A near-singular H can leave the inverse non-finite in float32 (AutoGPTQ #138 failed at the equivalent step), or
+  // its pivots zero: both would divide by zero in the column loop.
+  if (!at::isfinite(upper).all().item<bool>() || !(upper.diagonal() > 0).all().item<bool>()) {
     failed_order = -1;
     return false;
   }
@@ -43,7 +49,7 @@ bool try_factor(const at::Tensor& h, double damp, Factorization& out, std::int64
 }
 
 std::string minor_text(std::int64_t failed_order) {
-  if (failed_order < 0) return "its inverse is not finite";
+  if (failed_order < 0) return "its factor or inverse is not finite or has a zero pivot";
   return "the principal minor over its last " + std::to_string(failed_order) +
          " columns in processing order is not positive-definite";
 }
@@ -101,12 +107,18 @@ Factorization factor_inverse_hessian(const at::Tensor& h, at::ScalarType working
   }
   const auto percdamp_at = [&](std::int64_t i) { return policy.percdamp + double(i) * policy.increment; };
   Factorization out;
+  out.h_scale = h.diagonal().to(at::kDouble).mean().item<double>();
+  if (!(out.h_scale > 0)) {
+    // damp = percdamp * mean(diag) would be <= 0: no damp of this policy can make H positive-definite.
+    throw NumericError(Where{.layer = ctx.layer}, "the Hessian's mean diagonal is not positive, so it is not X^T X",
+                       "mean(diag(H)) > 0", "mean(diag(H)) = " + fmt(out.h_scale));
+  }
   std::int64_t failed_minor = 0;
   double percdamp = policy.percdamp;
   const bool can_retry_f64 = policy.float64_retry && !policy.strict && working != at::kDouble;
   for (int pass = 0; pass < (can_retry_f64 ? 2 : 1); ++pass) {
-    const at::Tensor work = h.to(pass == 0 ? working : at::kDouble);
-    const double mean_diag = work.diagonal().mean().item<double>();
+    const at::Tensor work = (h.to(at::kDouble) / out.h_scale).to(pass == 0 ? working : at::kDouble);
+    const double mean_diag = work.diagonal().mean().item<double>();  // 1 up to rounding
     const auto factorizes = [&](std::int64_t i) {
       ++out.attempts;
       percdamp = percdamp_at(i);
@@ -133,6 +145,7 @@ Factorization factor_inverse_hessian(const at::Tensor& h, at::ScalarType working
     }
     out.percdamp = percdamp;
     out.float64_retry = pass == 1;
+    out.min_pivot *= std::sqrt(out.h_scale);  // the pivots of H's own Cholesky factor
     return out;
   }
   throw NumericError(Where{.layer = ctx.layer},

@@ -29,11 +29,17 @@ struct HessianContext {
 };
 
 struct Factorization {
-  at::Tensor hinv_upper;  // U, upper triangular, U^T U = (H + damp I)^-1, in H's dtype (or float64 after a retry)
+  // U, upper triangular, U^T U = (H / h_scale + damp I)^-1, in the working dtype (or float64 after a retry). H is
+  // divided by its mean diagonal first: GPTQ's Q does not depend on H's scale (U scales by 1/sqrt(c), the errors by
+  // sqrt(c)), and a float32 Cholesky of an H near float32's range overflowed into a "successful" factorization with
+  // zero pivots of U, then NaN weights (hessian_stress_test, H x 4e37). Losses computed with U are in units of H /
+  // h_scale: multiply them by h_scale.
+  at::Tensor hinv_upper;
+  double h_scale = 1;     // mean(diag(H)), > 0
   double percdamp = 0;    // the one that worked
   int attempts = 0;
   bool float64_retry = false;
-  double min_pivot = 0;   // smallest diagonal entry of the Cholesky factor of the damped H
+  double min_pivot = 0;   // smallest diagonal entry of the Cholesky factor of the damped H (in H's own units)
 };
 
 // `h` must have passed check_hessian_usable (prepare_layer checks it before setting dead columns to 1 on the

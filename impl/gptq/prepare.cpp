@@ -108,7 +108,7 @@ GptqResult finish_layer(const PreparedLayer& p, const GptqConfig& config, const 
   r.g_idx = (act_order_groups ? p.invperm : columns).div(group, "floor").to(at::kInt);
   r.q = q.index({at::indexing::Slice(), p.invperm});
   r.codes = codes.index({at::indexing::Slice(), p.invperm});
-  r.losses = losses.sum(0).index({p.invperm});
+  r.losses = losses.sum(0).index({p.invperm}) * p.factorization.h_scale;  // Factorization::hinv_upper says why
 
   LayerSummary& s = r.summary;
   s.name = p.context.layer;
