@@ -648,3 +648,29 @@ TEST(QuantizeConfigCompat, UnstatedCheckpointFormatIsRecorded) {
 
 }  // namespace
 }  // namespace qh::format
+
+namespace qh::format {
+namespace {
+
+// Inputs fuzz_configs once failed on (fixtures/malformed/fuzz_configs/, selector byte 0 = a quantize config): what
+// the reader accepts, the writer writes and the reader reads back as the same config.
+TEST(QuantizeConfigFuzzRegressions, AcceptedConfigsRoundTrip) {
+  const std::string dir = std::string(QH_SOURCE_DIR) + "/fixtures/malformed/fuzz_configs";
+  int replayed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string input = testing::read_text(entry.path().string());
+    ASSERT_FALSE(input.empty());
+    if (input[0] % 3 != 0) continue;
+    const QuantizeConfig c = parse_quantize_config(std::string_view(input).substr(1), entry.path().string());
+    QuantizeConfig back = parse_quantize_config(quantize_config_json(c), "round trip");
+    back.source = c.source;
+    back.warnings = c.warnings;
+    back.checkpoint_format_stated = c.checkpoint_format_stated;
+    EXPECT_TRUE(back == c) << entry.path() << " changed in the round trip:\n" << quantize_config_json(c);
+    ++replayed;
+  }
+  EXPECT_GT(replayed, 0) << "no quantize-config regression inputs in " << dir;
+}
+
+}  // namespace
+}  // namespace qh::format

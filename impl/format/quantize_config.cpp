@@ -39,6 +39,9 @@ constexpr std::size_t kMaxJsonDepth = 64;
 constexpr std::size_t kMaxPatternBytes = 1024;
 constexpr int kMaxPatternGroupDepth = 32;
 
+// GPTQModel's to_dict drops None and {} (FORMATS.md 1.7): the writer leaves such unknown keys out.
+bool dropped(const json& v) { return v.is_null() || (v.is_object() && v.empty()); }
+
 // Keys this reader interprets; everything else goes to `extra` / `meta_extra`.
 const std::set<std::string, std::less<>> kTopLevelKeys = {
     "bits",          "w_bit",           "group_size",     "q_group_size",         "desc_act",
@@ -354,7 +357,8 @@ QuantizeConfig read_object(const json& object, const std::string& source) {
     }
   }
   for (const auto& item : object.items()) {
-    if (!kTopLevelKeys.contains(item.key()) && !item.value().is_null()) c.extra[item.key()] = dump(item.value());
+    // Not kept when the writer would drop it, so that what is read is what is written (fuzz_configs found this).
+    if (!kTopLevelKeys.contains(item.key()) && !dropped(item.value())) c.extra[item.key()] = dump(item.value());
   }
   return c;
 }
@@ -404,9 +408,6 @@ json parse_stored(const std::string& text, const std::string& key, const std::st
   }
   config_error(source, key + " must hold JSON text", "compact JSON", in_quotes(text));
 }
-
-// GPTQModel's to_dict drops None and {} (FORMATS.md 1.7).
-bool dropped(const json& v) { return v.is_null() || (v.is_object() && v.empty()); }
 
 json dynamic_json(const std::vector<DynamicRule>& rules, const std::string& source) {
   json out = json::object();
