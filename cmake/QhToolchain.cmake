@@ -11,7 +11,7 @@ add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-Wall> $<$<COMPILE_LANGUAGE:CXX>:-
 
 if(QH_SANITIZE)
   set(_qh_san -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
-  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:${_qh_san}>)
+  add_compile_options("$<$<COMPILE_LANGUAGE:CXX>:${_qh_san}>")
   add_link_options(${_qh_san})
 endif()
 
@@ -19,6 +19,7 @@ if(QH_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "QH_FUZZ needs clang (libFuzzer): configure with the 'fuzz' preset")
   endif()
-  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  # Undefined behaviour stops the run like a crash, so a fuzz run with no findings means none was hit.
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
   add_link_options(-fsanitize=address,undefined)
 endif()
