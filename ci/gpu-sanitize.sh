@@ -13,11 +13,15 @@ out="${OUT:-build/device/out}"
 bin="${QH_BIN:-build/device/bin}"
 mkdir -p "$out"
 [ -x "$bin/qh_tests" ] || { echo "no $bin/qh_tests: run ci/gpu-test.sh first" >&2; exit 2; }
-export PYTORCH_NO_CUDA_MEMORY_CACHING=1 QH_DEVICE=cuda
 # The GEMM cases run every instantiation, split-K, padding, act-order; the layout and materialization cases run
-# the repack; the dequantize and GPTQ block cases the other kernels.
-all='GpuMarlinGemm.*:GpuMarlinLayout.*:GpuMetaMaterialization.*:GpuQuantLinear.*:GpuBiasRoundtrip.*'
-quick='GpuMarlinGemm.EveryInstantiationRuns:GpuMarlinGemm.Deterministic:GpuMarlinGemm.ShapesIncludingPaddedOnes:GpuMarlinLayout.*'
+# the repack; the dequantize, checksum, GPTQ sweep and Hessian stress cases the other kernels (the stress: its first
+# 90 cases, every pathology 10 times, K <= 256).
+export PYTORCH_NO_CUDA_MEMORY_CACHING=1 QH_DEVICE=cuda QH_STRESS_CASES=90 QH_STRESS_MAX_K=256
+gptq='Sweep/GpuGptqOptimized.AgreesWithReference/40x320_b8_g64_sym_act_blk96:*/GpuGptqOptimized.*17x200*'
+all="GpuMarlinGemm.*:GpuMarlinLayout.*:GpuMetaMaterialization.*:GpuQuantLinear.*:GpuBiasRoundtrip.*:GpuSafetensors*"
+all="$all:$gptq:GpuGptqOptimized.*:GpuHessianStress.*"
+quick="GpuMarlinGemm.EveryInstantiationRuns:GpuMarlinGemm.Deterministic:GpuMarlinGemm.ShapesIncludingPaddedOnes"
+quick="$quick:GpuMarlinLayout.*:$gptq"
 status=0
 for tool in memcheck racecheck initcheck; do
   filter=$([ "$tool" = memcheck ] && echo "$all" || echo "$quick")
