@@ -6,6 +6,7 @@
 # replays.
 #   ci/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     default 30 s each, every target (CI's short pass)
 #   QH_FUZZ_RUNS=10000000 ci/fuzz.sh 0 fuzz_configs  a fixed number of executions instead of a time
+#   QH_FUZZ_SEED=1 ...                               libFuzzer's random seed (default: from the clock)
 # Corpora grow in build/fuzz/corpus/<target> and are reused by the next run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,7 +34,7 @@ for t in "${targets[@]}"; do
   [ -z "${QH_FUZZ_RUNS:-}" ] || limit=(-runs="$QH_FUZZ_RUNS")
   echo "== $t (${QH_FUZZ_RUNS:+$QH_FUZZ_RUNS executions}${QH_FUZZ_RUNS:-$seconds s})"
   rc=0
-  "build/fuzz/bin/$t" "${limit[@]}" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+  "build/fuzz/bin/$t" "${limit[@]}" -seed="${QH_FUZZ_SEED:-0}" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$work/findings/$t/" "$work/corpus/$t" "$work/seeds/$t" > "$work/$t.log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log")
   echo "   $t: exit $rc, ${execs:-?} executions, corpus $(ls "$work/corpus/$t" | wc -l) inputs, log $work/$t.log"
