@@ -201,6 +201,18 @@ TEST(NonPdHessian, AllZeroIsRefusedByName) {
   }
 }
 
+TEST(NonPdHessian, NonPositiveMeanDiagonalIsRefusedByName) {
+  // damp = damp_percent * mean(diag(H)) <= 0 can never make H positive-definite: refused before any attempt.
+  try {
+    gptq_reference(weights(64, 23), -at::eye(64, at::kDouble), config64(), "gate_proj");
+    FAIL();
+  } catch (const NumericError& e) {
+    EXPECT_EQ(e.where().layer, "gate_proj");
+    EXPECT_NE(std::string(e.what()).find("mean diagonal is not positive"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("mean(diag(H)) = -1"), std::string::npos) << e.what();
+  }
+}
+
 TEST(NonPdHessian, InvalidPolicyIsConfigError) {
   GptqConfig cfg = config64();
   cfg.damping.percdamp = 1.5;

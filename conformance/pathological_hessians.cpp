@@ -6,6 +6,8 @@
 #include <sstream>
 #include <vector>
 
+#include "conformance/gptq_case.h"
+
 namespace qh::testing {
 
 namespace {
@@ -18,7 +20,10 @@ at::Tensor activations(std::int64_t tokens, std::int64_t k, at::Generator& gen) 
   return at::randn({tokens, k}, gen, at::kDouble) + shared / std::sqrt(double(r));
 }
 
-at::Tensor hessian_of(const at::Tensor& x) { return 2.0 * x.t().matmul(x) / double(std::max<std::int64_t>(x.size(0), 1)); }
+// GPTQ's H = 2/n X^T X over the n tokens (gptq_case.h's hessian_of is the unnormalized sum).
+at::Tensor mean_hessian_of(const at::Tensor& x) {
+  return hessian_of(x) / double(std::max<std::int64_t>(x.size(0), 1));
+}
 
 // A full-rank calibration: twice as many tokens as columns, capped so building H stays under ~2e9 flops.
 std::int64_t healthy_tokens(std::int64_t k) {
@@ -101,7 +106,7 @@ HessianCase pathological_hessian(std::uint64_t seed, std::uint64_t index, std::i
     case Pathology::RankDeficient:
       tokens = k > 1 ? d.integer(1, k - 1) : 1;
       x = activations(tokens, k, gen);
-      c.h_true = hessian_of(x);
+      c.h_true = mean_hessian_of(x);
       c.h = c.h_true;
       c.calib_tokens = tokens;
       detail << tokens << " tokens";
@@ -111,7 +116,7 @@ HessianCase pathological_hessian(std::uint64_t seed, std::uint64_t index, std::i
       const at::Tensor dead = at::rand({k}, gen, at::kDouble) < d.uniform(0, 1);
       if (d.coin()) dead[0] = true;  // the seed failure: "the leading minor of order 1"
       x.index_put_({at::indexing::Slice(), dead}, 0.0);
-      c.h_true = hessian_of(x);
+      c.h_true = mean_hessian_of(x);
       c.h = c.h_true;
       detail << dead.sum().item<std::int64_t>() << " dead columns";
       break;
@@ -121,7 +126,7 @@ HessianCase pathological_hessian(std::uint64_t seed, std::uint64_t index, std::i
       const std::int64_t copies = d.integer(1, k);
       const at::Tensor from = at::randint(k, {copies}, gen, at::kLong), to = at::randint(k, {copies}, gen, at::kLong);
       x.index_copy_(1, to, x.index_select(1, from));
-      c.h_true = hessian_of(x);
+      c.h_true = mean_hessian_of(x);
       c.h = c.h_true;
       detail << copies << " columns copied";
       break;
@@ -129,7 +134,7 @@ HessianCase pathological_hessian(std::uint64_t seed, std::uint64_t index, std::i
     case Pathology::HugeDynamicRange: {
       const double span = d.uniform(1, 15);
       x = activations(tokens, k, gen) * at::pow(10.0, (at::rand({k}, gen, at::kDouble) * 2 - 1) * span);
-      c.h_true = hessian_of(x);
+      c.h_true = mean_hessian_of(x);
       c.h = c.h_true;
       detail << "column scales 1e-" << span << "..1e" << span;
       break;
@@ -138,14 +143,14 @@ HessianCase pathological_hessian(std::uint64_t seed, std::uint64_t index, std::i
       tokens = d.integer(1, healthy_tokens(k));
       const double magnitude = std::pow(10.0, d.uniform(-8, 6));
       x = activations(tokens, k, gen) * magnitude;
-      c.h = hessian_of(x).to(at::kHalf).to(at::kFloat);  // beyond 65504 is Inf, below 6e-8 is 0
+      c.h = mean_hessian_of(x).to(at::kHalf).to(at::kFloat);  // beyond 65504 is Inf, below 6e-8 is 0
       c.calib_tokens = tokens;
       detail << tokens << " tokens, activations x " << magnitude;
       break;
     }
     case Pathology::NegativeEigenvalue: {
       x = activations(tokens, k, gen);
-      c.h_true = hessian_of(x);
+      c.h_true = mean_hessian_of(x);
       const double f = d.uniform(0, 2);
       c.h = c.h_true - f * c.h_true.diagonal().mean().item<double>() * at::eye(k, at::kDouble);
       detail << "H - " << f << " mean(diag) I";
@@ -154,14 +159,14 @@ HessianCase pathological_hessian(std::uint64_t seed, std::uint64_t index, std::i
     case Pathology::ExtremeScale: {
       const double scale = std::pow(10.0, d.uniform(-30, 40));
       x = activations(tokens, k, gen);
-      c.h_true = hessian_of(x) * scale;
+      c.h_true = mean_hessian_of(x) * scale;
       c.h = c.h_true;
       detail << "H x " << scale;
       break;
     }
     case Pathology::NonFinite: {
       x = activations(tokens, k, gen);
-      c.h = hessian_of(x);
+      c.h = mean_hessian_of(x);
       const double bad[] = {std::nan(""), std::numeric_limits<double>::infinity(),
                             -std::numeric_limits<double>::infinity()};
       const std::int64_t count = d.integer(1, std::min<std::int64_t>(k * k, 8));
