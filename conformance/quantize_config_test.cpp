@@ -330,6 +330,14 @@ TEST(QuantizeConfigValidation, EachBadValueNamesKeyAndFile) {
       {R"({"bits": 4, "sym": true, "dynamic": {"-:(": {}}})", "dynamic", "regular expression"},
       // Python-only regex syntax would match differently, so it is refused.
       {R"j({"bits": 4, "sym": true, "dynamic": {"(?P<l>.*)": {}}})j", "dynamic", "regular expression"},
+      // Patterns std::regex could take exponential time (or too much stack) on: refused with what is wrong.
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:.????*\\.mlp": {}}})", "dynamic", "quantifier on a quantifier"},
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:(.*)*x": {}}})", "dynamic", "group holding a quantifier"},
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:(a|ab)+x": {}}})", "dynamic", "exponential time"},
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:.*a.*b.*c.*d": {}}})", "dynamic", "4 repeating of 4 quantifiers"},
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:a?b?c?d?e?f?g?h?i?": {}}})", "dynamic", "0 repeating of 9"},
+      {R"j({"bits": 4, "sym": true, "dynamic": {"-:((((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))))": {}}})j",
+       "dynamic", "34 nested groups"},
       // "x" and "+:x" are the same rule: which one wins would depend on key order.
       {R"({"bits": 4, "sym": true, "dynamic": {"x": {"bits": 8}, "+:x": {"bits": 2}}})", "dynamic", "twice"},
   };
@@ -628,6 +636,18 @@ TEST(QuantizeConfigDynamic, PatternsMatchAtTheStartOnly) {
   EXPECT_EQ(with_rules().dynamic_rule_for("model.layers.10.mlp.gate_proj"), nullptr) << "unless ended with \\.";
 }
 
+// What the backtracking limits leave allowed: lazy quantifiers, quantifier characters inside a class or escaped,
+// alternation in an unquantified group, a quantified group without a choice inside, {n}.
+TEST(QuantizeConfigDynamic, SafePatternsAreAccepted) {
+  for (const char* pattern : {R"(.*?v_proj)", R"(.??odel)", R"([*+?]*model)", R"(model\.layers\.(1[0-5]|0)\..*)",
+                              R"(\*?(mo)+del)", R"(m{1}o{0,1}del.*)"}) {
+    QuantizeConfig c;
+    c.dynamic = {DynamicRule{.pattern = pattern, .bits = 8}};
+    EXPECT_NO_THROW(validate_quantize_config(c, kSource)) << pattern;
+    EXPECT_NE(c.dynamic_rule_for("model.layers.0.self_attn.v_proj"), nullptr) << pattern;
+  }
+}
+
 // GPTQModel's __post_init__ moves "-:" rules ahead of the others: a skip wins over an earlier matching override.
 TEST(QuantizeConfigDynamic, SkipRulesWinOverEarlierOverrides) {
   const QuantizeConfig c = parse_quantize_config(
@@ -653,8 +673,9 @@ TEST(QuantizeConfigCompat, UnstatedCheckpointFormatIsRecorded) {
 namespace qh::format {
 namespace {
 
-// Inputs fuzz_configs once failed on (fixtures/malformed/fuzz_configs/, selector byte 0 = a quantize config): what
-// the reader accepts, the writer writes and the reader reads back as the same config.
+// Inputs fuzz_configs once failed on (fixtures/malformed/fuzz_configs/, selector byte 0 = a quantize config), under
+// the fuzz target's properties: a refusal names the file; what the reader accepts, the writer writes and the reader
+// reads back as the same config, and its dynamic rules match a module name (a pattern that hung std::regex).
 TEST(QuantizeConfigFuzzRegressions, AcceptedConfigsRoundTrip) {
   const std::string dir = std::string(QH_SOURCE_DIR) + "/fixtures/malformed/fuzz_configs";
   int replayed = 0;
@@ -662,8 +683,16 @@ TEST(QuantizeConfigFuzzRegressions, AcceptedConfigsRoundTrip) {
     const std::string input = testing::read_text(entry.path().string());
     ASSERT_FALSE(input.empty());
     if (input[0] % 3 != 0) continue;
-    const QuantizeConfig c = parse_quantize_config(std::string_view(input).substr(1), entry.path().string());
+    QuantizeConfig c;
+    try {
+      c = parse_quantize_config(std::string_view(input).substr(1), entry.path().string());
+    } catch (const ConfigError& e) {  // the fuzz property: a refusal names the file
+      EXPECT_NE(std::string(e.what()).find(entry.path().string()), std::string::npos) << e.what();
+      ++replayed;
+      continue;
+    }
     EXPECT_TRUE(survives_round_trip(c)) << entry.path() << " changed in the round trip:\n" << quantize_config_json(c);
+    c.settings_for("model.layers.0.self_attn.q_proj");  // a pattern must match in bounded time
     ++replayed;
   }
   EXPECT_GT(replayed, 0) << "no quantize-config regression inputs in " << dir;

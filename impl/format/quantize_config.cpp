@@ -15,7 +15,9 @@
 #include <initializer_list>
 #include <regex>
 #include <set>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -38,6 +40,14 @@ constexpr std::size_t kMaxJsonDepth = 64;
 // states; these bounds keep a hostile pattern far from the stack limit. GPTQModel patterns are a few dozen bytes.
 constexpr std::size_t kMaxPatternBytes = 1024;
 constexpr int kMaxPatternGroupDepth = 32;
+// libstdc++ also matches by backtracking, so a pattern can take exponential time on one module name (fuzz_configs:
+// .????*\.mlp\..* against "model.layers.0.self_attn.q_proj" ran past libFuzzer's 10 s limit). Refused: a quantifier
+// on a quantifier (Python's re refuses it too: "multiple repeat"; a lazy '?' after one is fine), a quantifier on a
+// group holding a quantifier or an alternation ((a*)*, (a|a)*: exponential), and more than 3 repeating quantifiers
+// (*, +, {m,n}) or 8 quantifiers in all: what is left matches in O(2^5 n^3) steps at worst. GPTQModel's patterns
+// (.*\.mlp\..*, model\.layers\.(1[0-5])\..*) use one or two.
+constexpr int kMaxPatternRepeats = 3;
+constexpr int kMaxPatternQuantifiers = 8;
 
 // GPTQModel's to_dict drops None and {} (FORMATS.md 1.7): the writer leaves such unknown keys out.
 bool dropped(const json& v) { return v.is_null() || (v.is_object() && v.empty()); }
@@ -365,21 +375,87 @@ QuantizeConfig read_object(const json& object, const std::string& source) {
 
 std::string rule_key(const DynamicRule& rule) { return (rule.skip ? "-:" : "+:") + rule.pattern; }
 
+// What makes a pattern slow to compile or to match (compile_pattern's limits say why).
+struct PatternShape {
+  int deepest = 0;          // group nesting
+  int repeats = 0;          // *, +, {m,} and {m,n} with n > m
+  int quantifiers = 0;      // those and ?, {n}
+  std::string unsafe;       // the first quantifier on a quantifier or on a group with a choice in it, described
+};
+
+// The length of a quantifier starting at pattern[i] (0: none), and whether it repeats (more than one count).
+std::size_t quantifier_at(std::string_view p, std::size_t i, bool& repeats) {
+  if (p[i] == '*' || p[i] == '+') return repeats = true, 1;
+  if (p[i] == '?') return repeats = false, 1;
+  if (p[i] != '{') return 0;
+  const std::size_t close = p.find('}', i);
+  if (close == std::string_view::npos) return 0;
+  const std::string_view body = p.substr(i + 1, close - i - 1);
+  if (body.empty() || body.find_first_not_of("0123456789,") != std::string_view::npos || body[0] == ',') return 0;
+  const std::size_t comma = body.find(',');
+  repeats = comma != std::string_view::npos && body.substr(comma + 1) != body.substr(0, comma);
+  return close - i + 1;
+}
+
+PatternShape shape_of(std::string_view p) {
+  PatternShape s;
+  // Per open group: whether it holds a quantifier or an alternation; `last_group_choice` for the group just closed.
+  std::vector<bool> holds_choice = {false};
+  bool after_quantifier = false, last_group_choice = false, after_group = false;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    bool repeats = false;
+    if (const std::size_t n = quantifier_at(p, i, repeats); n > 0) {
+      const bool lazy = i + n < p.size() && p[i + n] == '?';
+      if (after_quantifier && s.unsafe.empty()) s.unsafe = "a quantifier on a quantifier at offset " + std::to_string(i);
+      if (after_group && last_group_choice && s.unsafe.empty()) {
+        s.unsafe = "a quantifier on a group holding a quantifier or '|' at offset " + std::to_string(i);
+      }
+      ++s.quantifiers;
+      s.repeats += repeats;
+      holds_choice.back() = true;
+      after_quantifier = true, after_group = false;
+      i += n - 1 + lazy;
+      continue;
+    }
+    after_quantifier = after_group = false;
+    if (p[i] == '\\') {
+      ++i;
+    } else if (p[i] == '[') {  // a class is one atom: skip to its closing ']' (escapes inside included)
+      for (++i; i < p.size() && p[i] != ']'; ++i) i += p[i] == '\\';
+    } else if (p[i] == '(') {
+      holds_choice.push_back(false);
+      s.deepest = std::max(s.deepest, int(holds_choice.size()) - 1);
+    } else if (p[i] == ')' && holds_choice.size() > 1) {
+      last_group_choice = holds_choice.back();
+      holds_choice.pop_back();
+      holds_choice.back() = holds_choice.back() || last_group_choice;
+      after_group = true;
+    } else if (p[i] == '|') {
+      holds_choice.back() = true;
+    }
+  }
+  return s;
+}
+
 // Python's re and ECMAScript agree on what GPTQModel patterns use (., *, +, ?, [], (), |, \d, \.); Python-only
 // syntax ((?P<name>...), (?i), \A, \Z) is refused here rather than matched differently.
 std::regex compile_pattern(const DynamicRule& rule, const std::string& source) {
   const std::string key = "dynamic[" + in_quotes(rule_key(rule)) + "]";
-  int depth = 0, deepest = 0;
-  for (std::size_t i = 0; i < rule.pattern.size(); ++i) {
-    if (rule.pattern[i] == '\\') ++i;
-    else if (rule.pattern[i] == '(') deepest = std::max(deepest, ++depth);
-    else if (rule.pattern[i] == ')') --depth;
-  }
-  if (rule.pattern.size() > kMaxPatternBytes || deepest > kMaxPatternGroupDepth) {
+  const PatternShape shape = shape_of(rule.pattern);
+  if (rule.pattern.size() > kMaxPatternBytes || shape.deepest > kMaxPatternGroupDepth) {
     config_error(source, key + " pattern is too large to compile safely",
                  std::to_string(kMaxPatternBytes) + " bytes and " + std::to_string(kMaxPatternGroupDepth) +
                      " nested groups at most",
-                 std::to_string(rule.pattern.size()) + " bytes, " + std::to_string(deepest) + " nested groups");
+                 std::to_string(rule.pattern.size()) + " bytes, " + std::to_string(shape.deepest) + " nested groups");
+  }
+  if (!shape.unsafe.empty() || shape.repeats > kMaxPatternRepeats || shape.quantifiers > kMaxPatternQuantifiers) {
+    config_error(source, key + " pattern could take exponential time to match (std::regex backtracks)",
+                 "no quantifier on a quantifier or on a group holding one or an alternation, at most " +
+                     std::to_string(kMaxPatternRepeats) + " of *, +, {m,n} and " +
+                     std::to_string(kMaxPatternQuantifiers) + " quantifiers in all",
+                 shape.unsafe.empty() ? std::to_string(shape.repeats) + " repeating of " +
+                                            std::to_string(shape.quantifiers) + " quantifiers"
+                                      : shape.unsafe);
   }
   try {
     return std::regex(rule.pattern, std::regex::ECMAScript);
