@@ -166,3 +166,25 @@ cudaError_t launch_permute_columns(const void* a, const std::int32_t* perm, std:
                                    cudaStream_t stream);
 
 }  // namespace qh::kernels
+
+namespace qh::kernels {
+
+// Probes of the GPU's limits for the perf harness (kernels/probes.cu). Asynchronous on `stream`; each returns the
+// launch error (cudaErrorInvalidValue for a size that breaks its rule). `sm_count` sizes the grid.
+// Copies `bytes` (a multiple of 16) from src to dst in 16-byte words: DRAM bandwidth when both exceed L2.
+cudaError_t launch_probe_copy(const void* src, void* dst, std::uint64_t bytes, int sm_count, cudaStream_t stream);
+// Reads `bytes` (a multiple of 16) `passes` times: L2 bandwidth when the buffer fits in L2. `sink` is a device
+// buffer of one unsigned per thread of the grid (at most sm_count * 8 * 256), almost never written.
+cudaError_t launch_probe_read(const void* buf, std::uint64_t bytes, int passes, unsigned* sink, int sm_count,
+                              cudaStream_t stream);
+// `blocks` blocks of probe_int_alu_threads() threads run `steps` steps of dequantization-like integer instructions
+// (LOP3, funnel shift, byte permute); probe_int_alu_ops() counts them. `sink`: one unsigned per thread.
+cudaError_t launch_probe_int_alu(int blocks, int steps, unsigned* sink, cudaStream_t stream);
+std::uint64_t probe_int_alu_ops(int blocks, int steps);
+int probe_int_alu_threads();
+// An empty kernel <<<1, 1>>>: the cost of a launch.
+cudaError_t launch_probe_empty(cudaStream_t stream);
+// out[0] = SM clock cycles elapsed on one SM over out[1] >= window_ns nanoseconds of the global timer.
+cudaError_t launch_probe_sm_clock(std::uint64_t window_ns, unsigned long long* out, cudaStream_t stream);
+
+}  // namespace qh::kernels

@@ -1,40 +1,32 @@
-// GPTQ on the GPU (issue 4 targets): Hessian accumulation and H -> Q for the optimized path, its preparation
+// GPTQ (issue 4 targets): on the GPU, Hessian accumulation and H -> Q for the optimized path, its preparation
 // (damping + factorization) on its own so the column loop + trailing updates come out by difference, and the
-// plain-torch per-column loop (the reference run on CUDA tensors) as the same-GPU baseline. Counters: flops,
-// TFLOP/s, peak GPU memory of the call. Layers: 4096x4096 and out 4096 x in 11008, group 128, act-order off/on.
-// Times are host wall-clock around calls that end synchronized (each returns a loss read back from the GPU).
+// plain-torch per-column loop (the reference run on CUDA tensors) as the same-GPU baseline; on the CPU, the
+// reference itself (float64) on a smaller layer, timed by Google Benchmark's wall clock. Work: flops (and for the
+// Hessian the activation bytes read); peak GPU memory of the call as a counter. Layers: 4096x4096 and out 4096 x
+// in 11008, group 128, act-order off/on.
 #include <benchmark/benchmark.h>
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 
-#include <chrono>
-
 #include "impl/gptq/hessian.h"
 #include "impl/gptq/prepare.h"
 #include "impl/gptq/reference.h"
-#include "kernels/kernels.h"
+#include "perf/counters.h"
 
 namespace {
 
 using qh::gptq::GptqConfig;
-
-const c10::Device kCuda(c10::kCUDA, 0);
-
-bool require_gpu(benchmark::State& state) {
-  if (qh::kernels::cuda_device_count() > 0) return true;
-  state.SkipWithError(qh::kernels::cuda_unavailable_reason().c_str());
-  return false;
-}
+using qh::perf::kCuda;
 
 struct Layer {
   at::Tensor w, h;
 };
 
 // A layer with a realistic Hessian: H = 2/n X^T X of 8192 calibration tokens of correlated activations.
-Layer make_layer(std::int64_t n, std::int64_t k) {
+Layer make_layer(std::int64_t n, std::int64_t k, c10::Device device, at::ScalarType dtype) {
   at::manual_seed(0);
-  const auto opts = at::TensorOptions().dtype(at::kFloat).device(kCuda);
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
   const at::Tensor x = at::randn({8192, k}, opts).matmul(at::randn({k, k}, opts) / std::sqrt(double(k)) +
                                                          at::eye(k, opts));
   return {at::randn({n, k}, opts), 2.0 / 8192 * x.t().matmul(x)};
@@ -47,61 +39,76 @@ GptqConfig config_for(benchmark::State& state) {
   return cfg;
 }
 
-template <class F>
-void time_calls(benchmark::State& state, double flops, F&& call) {
+// Whole-layer calls take milliseconds to seconds: fewer samples, a longer budget.
+qh::perf::Policy layer_policy(int min_samples) {
+  qh::perf::Policy p = qh::perf::default_policy();
+  p.min_samples = min_samples;
+  p.warmup_calls = 1;
+  p.budget_s = std::max(p.budget_s, 3.0);
+  return p;
+}
+
+void time_layer(benchmark::State& state, const qh::perf::Policy& policy, qh::perf::Work work,
+                const std::function<void()>& call) {
   c10::cuda::CUDACachingAllocator::resetPeakStats(0);
-  for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
-    call();
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
+  const auto m = qh::perf::run(state, call, policy);
+  qh::perf::report(state, m, work);
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
   state.counters["peak_gpu_mib"] = double(stats.allocated_bytes[0].peak) / (1 << 20);
-  state.counters["flops"] = flops;
-  state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // H -> Q FLOPs: the trailing updates (N x K^2 multiply-adds over the upper triangle = N K^2) dominate.
 double gptq_flops(std::int64_t n, std::int64_t k) { return double(n) * double(k) * double(k); }
 
 void BM_GptqOptimized(benchmark::State& state) {
-  if (!require_gpu(state)) return;
-  const Layer l = make_layer(state.range(0), state.range(1));
+  if (!qh::perf::require_gpu(state)) return;
+  const Layer l = make_layer(state.range(0), state.range(1), kCuda, at::kFloat);
   const GptqConfig cfg = config_for(state);
-  qh::gptq::gptq_optimized(l.w, l.h, cfg, "warmup");
-  time_calls(state, gptq_flops(state.range(0), state.range(1)),
+  time_layer(state, layer_policy(5), {0, gptq_flops(state.range(0), state.range(1))},
              [&] { benchmark::DoNotOptimize(qh::gptq::gptq_optimized(l.w, l.h, cfg, "layer")); });
 }
 
 void BM_GptqPrepare(benchmark::State& state) {
-  if (!require_gpu(state)) return;
-  const Layer l = make_layer(state.range(0), state.range(1));
+  if (!qh::perf::require_gpu(state)) return;
+  const Layer l = make_layer(state.range(0), state.range(1), kCuda, at::kFloat);
   const GptqConfig cfg = config_for(state);
-  time_calls(state, 0, [&] {
+  // The factorization's flops: Cholesky K^3/3, inverse K^3, Cholesky of the inverse K^3/3.
+  const double k = double(state.range(1));
+  time_layer(state, layer_policy(5), {0, 5.0 / 3.0 * k * k * k}, [&] {
     auto p = qh::gptq::prepare_layer(l.w, l.h, cfg, "layer", -1, kCuda, at::kFloat);
-    benchmark::DoNotOptimize(p.hinv.sum().item<float>());
+    benchmark::DoNotOptimize(p.hinv);
   });
 }
 
 void BM_GptqPlainTorchPerColumn(benchmark::State& state) {
-  if (!require_gpu(state)) return;
-  const Layer l = make_layer(state.range(0), state.range(1));
+  if (!qh::perf::require_gpu(state)) return;
+  const Layer l = make_layer(state.range(0), state.range(1), kCuda, at::kFloat);
   const GptqConfig cfg = config_for(state);
-  time_calls(state, gptq_flops(state.range(0), state.range(1)), [&] {
-    benchmark::DoNotOptimize(qh::gptq::gptq_reference(l.w, l.h, cfg, "layer", -1, kCuda));
-  });
+  time_layer(state, layer_policy(1), {0, gptq_flops(state.range(0), state.range(1))},
+             [&] { benchmark::DoNotOptimize(qh::gptq::gptq_reference(l.w, l.h, cfg, "layer", -1, kCuda)); });
+}
+
+// The CPU reference (float64), wall time: what `qharness quantize --device cpu` costs per layer.
+void BM_GptqReferenceCpu(benchmark::State& state) {
+  const Layer l = make_layer(state.range(0), state.range(1), c10::Device(c10::kCPU), at::kDouble);
+  const GptqConfig cfg = config_for(state);
+  for (auto _ : state) benchmark::DoNotOptimize(qh::gptq::gptq_reference(l.w, l.h, cfg, "layer"));
+  state.counters["flops"] = gptq_flops(state.range(0), state.range(1));
+  state.counters["GFLOPs"] = benchmark::Counter(gptq_flops(state.range(0), state.range(1)) * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_HessianAccumulate(benchmark::State& state) {
-  if (!require_gpu(state)) return;
+  if (!qh::perf::require_gpu(state)) return;
   const std::int64_t k = state.range(0), batches = 128, seq = 2048;
   const bool exact64 = state.range(1) != 0;
   at::manual_seed(0);
   const at::Tensor x = at::randn({8, seq, k}, at::TensorOptions().dtype(at::kHalf).device(kCuda));
-  time_calls(state, 2.0 * double(batches * seq) * double(k) * double(k), [&] {
+  const double tokens = double(batches * seq);
+  time_layer(state, layer_policy(3), {tokens * double(k) * 2.0, 2.0 * tokens * double(k) * double(k)}, [&] {
     qh::gptq::HessianAccumulator acc(k, "layer", exact64 ? at::kDouble : at::kFloat, kCuda);
     for (std::int64_t b = 0; b < batches; b += 8) acc.add_batch(x);
-    benchmark::DoNotOptimize(acc.hessian().sum().item<double>());
+    benchmark::DoNotOptimize(acc.hessian());
   });
 }
 
@@ -113,15 +120,18 @@ void layer_args(benchmark::internal::Benchmark* b) {
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
-BENCHMARK(BM_GptqOptimized)->Name("gptq/optimized")->Apply(layer_args)->Iterations(5);
-BENCHMARK(BM_GptqPrepare)->Name("gptq/prepare")->Apply(layer_args)->Iterations(5);
-BENCHMARK(BM_GptqPlainTorchPerColumn)->Name("gptq/plain_torch_per_column")->Apply(layer_args)->Iterations(1);
+BENCHMARK(BM_GptqOptimized)->Name("gptq/optimized")->Apply(layer_args);
+BENCHMARK(BM_GptqPrepare)->Name("gptq/prepare")->Apply(layer_args);
+BENCHMARK(BM_GptqPlainTorchPerColumn)->Name("gptq/plain_torch_per_column")->Apply(layer_args);
+BENCHMARK(BM_GptqReferenceCpu)
+    ->Name("gptq/reference_cpu")
+    ->ArgNames({"out", "in", "act_order"})
+    ->Args({512, 1024, 0})->Args({512, 1024, 1})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HessianAccumulate)
     ->Name("gptq/hessian")
     ->ArgNames({"in", "fp64"})
     ->Args({4096, 0})->Args({11008, 0})->Args({4096, 1})
-    ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+    ->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
-
-BENCHMARK_MAIN();

@@ -1,16 +1,13 @@
 // marlin/gemm/<dtype>/g<group>/<M>x<K>x<N>: the Marlin fp16/bf16 x int4 GEMM (impl/marlin/gemm) against cuBLAS on the
-// same shape and dtype (at::matmul with the dequantized weight), both timed per call with CUDA events after an L2
-// flush. Counters: bytes (B + s + A read, C written), flops (2MNK), GB/s, TFLOP/s, bw_fraction (of the copy probe),
-// tc_fraction (of the cuBLAS 8192^3 probe), roofline_efficiency (the time the two probed limits allow over ours),
-// vs_cublas (cuBLAS time over ours) and cublas_us. Shapes: issue 7's Llama projections at M = 1, 16, 64, 256, 1024.
+// same shape and dtype (at::matmul on a dense weight of that shape), both with the timing helper (perf/measure.h).
+// Work: bytes (B + s + A read, C written) and flops (2MNK); counters as perf/counters.h lists them, vs_cublas
+// included. Shapes: issue 7's Llama projections at M = 1, 16, 64, 256, 1024.
 #include <benchmark/benchmark.h>
 
 #include <ATen/ATen.h>
 
-#include <algorithm>
-
 #include "impl/marlin/gemm.h"
-#include "perf/gpu_timing.h"
+#include "perf/counters.h"
 
 namespace {
 
@@ -33,20 +30,10 @@ void BM_MarlinGemm(benchmark::State& state) {
   const at::Tensor dense = at::randn({k, n}, options);  // cuBLAS's operand: the same shape, dense
 
   const qh::marlin::GemmOptions unchecked{.check_finite = false};
-  const double ours = qh::perf::run_timed(state, [&] { qh::marlin::gemm(x, w, "bench", unchecked); });
-  const double cublas = qh::perf::median_time([&] { at::matmul(x, dense); }, 20);
-
+  const auto ours = qh::perf::run(state, [&] { qh::marlin::gemm(x, w, "bench", unchecked); });
+  const auto cublas = qh::perf::measure([&] { at::matmul(x, dense); });
   const double bytes = double(w.b.nbytes() + w.s.nbytes() + x.nbytes()) + 2.0 * double(m * n);
-  const double flops = 2.0 * double(m) * double(n) * double(k);
-  qh::perf::report_bytes(state, bytes, ours);
-  const double floor_s = std::max(bytes / (qh::perf::copy_gbs() * 1e9), flops / (qh::perf::tc_fp16_tflops() * 1e12));
-  state.counters["flops"] = flops;
-  state.counters["TFLOPs"] = flops / ours / 1e12;
-  state.counters["tc_fraction"] = flops / ours / 1e12 / qh::perf::tc_fp16_tflops();
-  state.counters["roofline_efficiency"] = floor_s / ours;
-  state.counters["cublas_us"] = cublas * 1e6;
-  state.counters["vs_cublas"] = cublas / ours;
-  state.counters["tc_TFLOPs_probe"] = qh::perf::tc_fp16_tflops();
+  qh::perf::report(state, ours, {bytes, 2.0 * double(m) * double(n) * double(k)}, &cublas);
 }
 
 void gemm_shapes(benchmark::internal::Benchmark* b) {

@@ -1,12 +1,12 @@
 // GPTQ dequantization and GPTQ -> Marlin repack on the GPU, memory-bound kernels: timed per call with CUDA events
-// after an L2 flush (perf/gpu_timing.h); counters bytes (read + written), GB/s and bw_fraction of the copy probe.
+// with the timing helper (perf/measure.h); work: bytes read + written.
 #include <benchmark/benchmark.h>
 
 #include <ATen/ATen.h>
 
 #include "impl/marlin/repack.h"
 #include "impl/quant_linear/dequantize.h"
-#include "perf/gpu_timing.h"
+#include "perf/counters.h"
 
 namespace {
 
@@ -23,10 +23,9 @@ void BM_GptqDequant(benchmark::State& state) {
       at::full({spec.groups(), spec.qzeros_cols()}, 0x77777777, ints),
       at::rand({spec.groups(), n}, at::TensorOptions().dtype(at::kHalf).device(kCuda)),
       at::arange(k, ints).div(128, "floor").to(at::kInt)};
-  const double seconds = qh::perf::run_timed(state, [&] { qh::quant_linear::dequantize_weights(p, spec); });
-  qh::perf::report_bytes(
-      state, double(p.qweight.nbytes() + p.qzeros.nbytes() + p.scales.nbytes() + p.g_idx.nbytes()) + 2.0 * double(k * n),
-      seconds);
+  const auto m = qh::perf::run(state, [&] { qh::quant_linear::dequantize_weights(p, spec); });
+  qh::perf::report(
+      state, m, {double(p.qweight.nbytes() + p.qzeros.nbytes() + p.scales.nbytes() + p.g_idx.nbytes()) + 2.0 * double(k * n)});
 }
 
 // marlin/repack/<K>x<N>[/act]: GPTQ 4-bit qweight -> Marlin B, optionally gathering rows by an act-order perm.
@@ -36,8 +35,8 @@ void BM_MarlinRepack(benchmark::State& state) {
   const bool act = state.range(2) != 0;
   const at::Tensor qweight = at::randint(-(1 << 30), 1 << 30, {k / 8, n}, at::TensorOptions().dtype(at::kInt).device(kCuda));
   const at::Tensor perm = act ? at::randperm(k, at::TensorOptions().dtype(at::kInt).device(kCuda)) : at::Tensor();
-  const double seconds = qh::perf::run_timed(state, [&] { qh::marlin::repack_gptq_qweight(qweight, perm, k, n, "b"); });
-  qh::perf::report_bytes(state, 2.0 * double(qweight.nbytes()) + (act ? double(k) * 4 : 0.0), seconds);
+  const auto m = qh::perf::run(state, [&] { qh::marlin::repack_gptq_qweight(qweight, perm, k, n, "b"); });
+  qh::perf::report(state, m, {2.0 * double(qweight.nbytes()) + (act ? double(k) * 4 : 0.0)});
 }
 
 void shapes(benchmark::internal::Benchmark* b, bool with_bits) {
@@ -57,5 +56,3 @@ BENCHMARK(BM_MarlinRepack)->Name("marlin/repack")->ArgNames({"K", "N", "act"})
     ->Apply([](auto* b) { shapes(b, false); })->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
-
-BENCHMARK_MAIN();

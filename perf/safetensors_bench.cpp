@@ -1,12 +1,12 @@
 // safetensors header parse + validation: what every checkpoint open pays before touching a tensor (large models
-// have thousands of tensors). Reports header bytes per second. Google Benchmark's own main for now; the GPU
-// harness (probes, CUDA-event timing, context.qharness) replaces it when GPU benchmarks arrive.
+// have thousands of tensors). Reports header bytes per second.
 #include <benchmark/benchmark.h>
 
 #include <string>
 #include <vector>
 
 #include "impl/format/safetensors.h"
+#include "perf/cpu_bench.h"
 
 namespace {
 
@@ -26,10 +26,10 @@ std::vector<std::byte> checkpoint_like(int tensors) {
 void BM_ParseHeader(benchmark::State& state) {
   const auto bytes = checkpoint_like(int(state.range(0)));
   const auto header_bytes = qh::format::parse_header(bytes, bytes.size(), "bench").data_start;
-  for (auto _ : state) {
+  qh::perf::cpu_benchmark(state, [&] {
     auto header = qh::format::parse_header(bytes, bytes.size(), "bench");
     benchmark::DoNotOptimize(header);
-  }
+  });
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(header_bytes));
   state.counters["tensors"] = double(state.range(0));
 }
@@ -37,5 +37,3 @@ void BM_ParseHeader(benchmark::State& state) {
 BENCHMARK(BM_ParseHeader)->Name("safetensors/parse_header")->ArgName("tensors")->Arg(16)->Arg(1024)->Arg(16384);
 
 }  // namespace
-
-BENCHMARK_MAIN();

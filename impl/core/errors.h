@@ -83,6 +83,13 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+// A measurement that cannot be trusted: a GPU probe that fails or gives an impossible figure, a timing with every
+// sample throttled. The perf harness stops rather than normalize by it.
+class MeasurementError : public Error {
+ public:
+  using Error::Error;
+};
+
 // "errno 2 (No such file or directory)" for IoError's `found`.
 std::string errno_text(int err);
 
