@@ -8,8 +8,6 @@
 #include <string>
 #include <thread>
 
-#include <torch/version.h>
-
 #ifdef QH_WITH_CUDA
 #include "kernels/kernels.h"
 #endif
@@ -70,6 +68,14 @@ ordered_json gpus_and_cuda(ordered_json& cuda) {
 
 }  // namespace
 
+bool gpu_present() {
+#ifdef QH_WITH_CUDA
+  return qh::kernels::cuda_device_count() > 0;
+#else
+  return false;
+#endif
+}
+
 ordered_json tool_block() {
   std::string commit = first_line_of("git -C '" QH_SOURCE_DIR "' rev-parse HEAD 2>/dev/null");
   if (commit.empty()) commit = "unknown";
@@ -88,7 +94,7 @@ ordered_json environment_block() {
           {"cpu", {{"model", cpu_model()}, {"threads", std::thread::hardware_concurrency()}}},
           {"gpus", gpus},
           {"cuda", cuda},
-          {"torch", TORCH_VERSION},
+          {"torch", QH_TORCH_VERSION},
           {"compiler", std::string(QH_CXX_COMPILER) + " " + __VERSION__}};
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "impl/cli/bench_command.h"
 #include "impl/cli/convert_command.h"
 #include "impl/cli/quantize_command.h"
 #include "impl/cli/run_command.h"
@@ -26,12 +27,13 @@ commands:
   quantize  GPTQ the Linear weights of a safetensors file into a GPTQ checkpoint (GPTQModel's layout)
   verify    check a GPTQ checkpoint directory: config, packed tensors, v1/v2 zero points, biases
   convert   convert a GPTQ checkpoint to Marlin (--to marlin)
+  bench     run the benchmarks (perf/ binaries) with GPU probes, write bench/results.json
   help      show this text; `qharness <command> --help` shows a command's options
 
 exit status: 0 success, 1 a check failed, 2 bad usage or input (the message says which)
 )";
 
-constexpr const char* kRunUsage = R"(usage: qharness run [--out DIR] [--device auto|cpu|cuda]
+constexpr const char* kRunUsage = R"(usage: qharness run [--out DIR] [--device auto|cpu|cuda] [--bench auto|none|quick|full]
 
 Runs every conformance suite of this build (the GoogleTest binaries listed in bin/qh_suites.json) with
 --gtest_output=json, then GPTQ on three built-in synthetic layers (fixed seeds; the reference against
@@ -39,14 +41,35 @@ round-to-nearest, the optimized CUDA path against the reference when a GPU is us
 load on a built-in tiny llama-like checkpoint with biases (gptq symmetric and gptq_v2 asymmetric; files kept in
 DIR/checkpoint/), and merges the checks, the per-layer summaries and the environment (host, CPU, GPUs, CUDA, torch,
 compiler) into DIR/results.json (schema: docs/results.md), then prints a summary. Per-suite console logs and gtest reports are kept in DIR/suites/.
+When a GPU is used, the benchmarks run too (as `qharness bench --set quick`) and their entries and GPU probes are
+merged into results.json; their JSON and logs are kept in DIR/bench/.
 
 options:
   --out DIR       output directory (default: reports/out)
   --device D      auto (default): GPU cases run when a CUDA device is present and skip with the reason otherwise;
                   cpu: GPU cases skip; cuda: a missing CUDA device fails the GPU cases
+  --bench B       auto (default): the quick set when a GPU is used, none otherwise; none; quick; full
   -h, --help      show this text
 
 exit status: 0 every check passed or skipped, 1 a check failed or a suite crashed, 2 bad usage
+)";
+
+constexpr const char* kBenchUsage = R"(usage: qharness bench [--out DIR] [--set quick|full] [--filter REGEX]
+
+Runs the benchmark binaries of this build (qh_format_bench on the CPU; qh_quant_linear_bench and qh_gptq_bench on
+the GPU, which first probe the GPU's limits: DRAM copy, L2, fp16 tensor cores, integer ALU, launch latency). Each
+writes Google Benchmark JSON with a context.qharness block to DIR/bench/<binary>.json (log beside it); the merged
+entries go to DIR/bench/results.json (schema: docs/results.md; counters: docs/benchmarks.md). On a machine without
+a GPU the GPU benchmarks are skipped and only the CPU ones report.
+
+options:
+  --out DIR       output directory (default: reports/out)
+  --set S         quick (default; one case per family at the quoted shapes, about a minute on an H100) or full
+  --filter REGEX  a Google Benchmark filter applied to every binary instead of the set's
+  -h, --help      show this text
+
+exit status: 0 all ran, 1 a binary failed or a measurement was flagged as impossible (above a probed limit),
+2 bad usage or a failed GPU probe
 )";
 
 constexpr const char* kQuantizeUsage = R"(usage: qharness quantize --weights FILE --calib FILE --out DIR [options]
@@ -127,14 +150,32 @@ int run_main(const std::vector<std::string>& args) {
       std::fputs(kRunUsage, stdout);
       return 0;
     }
-    if (a == "--out" || a == "--device") {
+    if (a == "--out" || a == "--device" || a == "--bench") {
       if (i + 1 >= args.size()) return usage_error(a + " needs a value", kRunUsage);
-      (a == "--out" ? options.out_dir : options.device) = args[++i];
+      (a == "--out" ? options.out_dir : a == "--device" ? options.device : options.bench) = args[++i];
     } else {
       return usage_error("unknown option '" + a + "' for run", kRunUsage);
     }
   }
   return qh::cli::run_command(options, executable_dir());
+}
+
+int bench_main(const std::vector<std::string>& args) {
+  qh::cli::BenchOptions options;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kBenchUsage, stdout);
+      return 0;
+    }
+    if (a == "--out" || a == "--set" || a == "--filter") {
+      if (i + 1 >= args.size()) return usage_error(a + " needs a value", kBenchUsage);
+      (a == "--out" ? options.out_dir : a == "--set" ? options.set : options.filter) = args[++i];
+    } else {
+      return usage_error("unknown option '" + a + "' for bench", kBenchUsage);
+    }
+  }
+  return qh::cli::bench_command(options, executable_dir());
 }
 
 bool is_flag(const std::string& a, const char* name) { return a == name; }
@@ -250,6 +291,7 @@ int main(int argc, char** argv) {
     if (command == "quantize") return quantize_main(args);
     if (command == "verify") return verify_main(args);
     if (command == "convert") return convert_main(args);
+    if (command == "bench") return bench_main(args);
     return usage_error("unknown command '" + command + "'", kUsage);
   } catch (const qh::Error& e) {
     std::fprintf(stderr, "qharness %s: error: %s\n", command.c_str(), e.what());

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 
+#include "impl/cli/bench_command.h"
 #include "impl/cli/checkpoint_fixtures.h"
 #include "impl/cli/environment.h"
 #include "impl/cli/gptq_fixtures.h"
@@ -30,6 +31,10 @@ int run_command(const RunOptions& options, const std::string& bin_dir) {
   if (options.device != "auto" && options.device != "cpu" && options.device != "cuda") {
     throw ConfigError(Where{}, "--device takes auto, cpu or cuda", "auto | cpu | cuda", "'" + options.device + "'");
   }
+  if (options.bench != "auto" && options.bench != "none" && options.bench != "quick" && options.bench != "full") {
+    throw ConfigError(Where{}, "--bench takes auto, none, quick or full", "auto | none | quick | full",
+                      "'" + options.bench + "'");
+  }
   namespace fs = std::filesystem;
   const std::string work_dir = options.out_dir + "/suites";
   std::error_code ec;
@@ -53,6 +58,20 @@ int run_command(const RunOptions& options, const std::string& bin_dir) {
   ordered_json layers = ordered_json::array();
   run_gptq_fixtures(options.device, checks, layers);
   run_checkpoint_fixtures(options.out_dir, checks, layers);
+  BenchResults bench;
+  const bool gpu_used = options.device != "cpu" && gpu_present();
+  const std::string bench_set = options.bench == "auto" ? (gpu_used ? "quick" : "none") : options.bench;
+  if (bench_set != "none") {
+    bench = run_benchmarks({.out_dir = options.out_dir, .set = bench_set}, bin_dir);
+    for (const auto& f : bench.failures) {
+      checks.push_back({{"name", "bench/" + f["binary"].get<std::string>()},
+                        {"suite", "qharness.bench"},
+                        {"status", "error"},
+                        {"duration_s", 0.0},
+                        {"message", "the benchmark binary failed (exit " + std::to_string(f["exit_code"].get<int>()) + ")"},
+                        {"details", {{"console_tail", f["console_tail"]}}}});
+    }
+  }
   const ordered_json summary = summarize(checks);
   const ordered_json results = {{"schema_version", 1},
                                 {"tool", tool_block()},
@@ -60,8 +79,8 @@ int run_command(const RunOptions& options, const std::string& bin_dir) {
                                 {"summary", summary},
                                 {"checks", checks},
                                 {"layers", layers},
-                                {"benchmarks", ordered_json::array()},
-                                {"probes", nullptr}};
+                                {"benchmarks", bench.benchmarks},
+                                {"probes", bench.probes}};
   const std::string path = options.out_dir + "/results.json";
   write_file_atomically(path, results.dump(2) + "\n");
 

@@ -10,6 +10,7 @@ namespace qh::cli {
 struct RunOptions {
   std::string out_dir = "reports/out";
   std::string device = "auto";  // auto | cpu | cuda
+  std::string bench = "auto";   // auto (quick when a GPU is used) | none | quick | full
 };
 
 // Returns the process exit code: 0 all checks passed or skipped, 1 a check failed or errored.

@@ -94,21 +94,17 @@ std::vector<Suite> read_suite_manifest(const std::string& manifest_path) {
   return suites;
 }
 
-SuiteRun run_suite(const Suite& suite, const std::string& work_dir, const std::map<std::string, std::string>& env) {
-  SuiteRun run;
-  run.gtest_json_path = work_dir + "/" + suite.name + ".json";
-  const std::string console_path = work_dir + "/" + suite.name + ".log";
-  ::unlink(run.gtest_json_path.c_str());
-
-  std::vector<std::string> args = {suite.path, "--gtest_output=json:" + run.gtest_json_path, "--gtest_color=no"};
+int run_process(const std::vector<std::string>& args, const std::string& console_path,
+                const std::map<std::string, std::string>& env) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string kv = *e;
     if (!env.count(kv.substr(0, kv.find('=')))) env_strings.push_back(kv);
   }
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<std::string> arg_strings = args;
   std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : arg_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -118,16 +114,25 @@ SuiteRun run_suite(const Suite& suite, const std::string& work_dir, const std::m
   posix_spawn_file_actions_addopen(&actions, 1, console_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, suite.path.c_str(), &actions, nullptr, argv.data(), envp.data());
+  const int rc = ::posix_spawn(&pid, args.front().c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
-    throw IoError(Where{.file = suite.path}, "cannot start the test binary of suite '" + suite.name + "'",
-                  "an executable (rebuild the project)", errno_text(rc));
+    throw IoError(Where{.file = args.front()}, "cannot start the program", "an executable (rebuild the project)",
+                  errno_text(rc));
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+SuiteRun run_suite(const Suite& suite, const std::string& work_dir, const std::map<std::string, std::string>& env) {
+  SuiteRun run;
+  run.gtest_json_path = work_dir + "/" + suite.name + ".json";
+  const std::string console_path = work_dir + "/" + suite.name + ".log";
+  ::unlink(run.gtest_json_path.c_str());
+  run.exit_code = run_process({suite.path, "--gtest_output=json:" + run.gtest_json_path, "--gtest_color=no"},
+                              console_path, env);
   run.console = read_text(console_path);
   return run;
 }

@@ -24,6 +24,11 @@ struct SuiteRun {
   std::string gtest_json_path;  // where it was asked to write its report
 };
 
+// Runs args[0] with args[1..], the environment plus `env`, stdout + stderr to `console_path`; returns the exit
+// status (128 + signal when killed by one). Throws IoError naming the program when it cannot start.
+int run_process(const std::vector<std::string>& args, const std::string& console_path,
+                const std::map<std::string, std::string>& env);
+
 // Runs `suite` with --gtest_output=json:<work_dir>/<name>.json, extra environment `env`, console captured.
 SuiteRun run_suite(const Suite& suite, const std::string& work_dir, const std::map<std::string, std::string>& env);
 
