@@ -1,5 +1,7 @@
 #include "perf/cpu_bench.h"
 
+#include <cstdio>
+
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
 #define QH_UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
@@ -18,6 +20,7 @@ void cpu_benchmark(benchmark::State& state, const std::function<void()>& work) {
   static bool counted = false;  // one benchmark per process under valgrind (cpu_instructions.py filters to one)
   if (QH_UNDER_VALGRIND() && !counted) {
     counted = true;
+    std::fprintf(stderr, "qh_callgrind_reps=%d\n", kCallgrindReps);  // perf/cpu_instructions.py divides by it
     qh_callgrind_region(&work);
   }
   for (auto _ : state) work();

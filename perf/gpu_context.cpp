@@ -1,7 +1,7 @@
-// The GPU binaries' part of context.qharness (perf/bench_main.h): the probes before the first benchmark (skipped,
+// The GPU binaries' part of context.qharness (perf/bench_context.h): the probes before the first benchmark (skipped,
 // with the reason, when no CUDA device is usable) and the samples of every measurement afterwards.
 #include "kernels/kernels.h"
-#include "perf/bench_main.h"
+#include "perf/bench_context.h"
 #include "perf/measure.h"
 #include "perf/probes.h"
 

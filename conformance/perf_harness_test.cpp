@@ -1,0 +1,120 @@
+// The perf harness's own guarantees (perf/): robust statistics in closed form, probes that are impossible or failed
+// stop the run (the failure behind issue 8: CI perf numbers normalized by a figure nobody checked), the samples
+// reach the JSON under the right benchmark, and on a GPU the probes and the timing helper agree with each other.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <cmath>
+#include <limits>
+
+#include "conformance/gpu_testing.h"
+#include "impl/core/errors.h"
+#include "kernels/kernels.h"
+#include "perf/bench_context.h"
+#include "perf/measure.h"
+#include "perf/probes.h"
+
+namespace {
+
+using qh::perf::Probes;
+
+TEST(PerfStats, QuartilesNoiseAndCvInClosedForm) {
+  // 1..9 shuffled: linear-interpolated quartiles at positions 2, 4, 6 of the sorted values are 3, 5, 7.
+  const auto s = qh::perf::stats_of({9, 1, 8, 2, 7, 3, 6, 4, 5});
+  EXPECT_DOUBLE_EQ(s.median, 5);
+  EXPECT_DOUBLE_EQ(s.q1, 3);
+  EXPECT_DOUBLE_EQ(s.q3, 7);
+  EXPECT_DOUBLE_EQ(s.min, 1);
+  EXPECT_DOUBLE_EQ(s.max, 9);
+  EXPECT_DOUBLE_EQ(s.noise, 4 / 1.349 / 5);
+  EXPECT_DOUBLE_EQ(s.cv, std::sqrt(7.5) / 5);  // sample variance of 1..9 is 7.5
+  EXPECT_DOUBLE_EQ(qh::perf::stats_of({}).median, 0);
+}
+
+// H100-like figures and bounds (the bounds as probes.cpp derives them from the device's reported properties).
+Probes plausible() {
+  Probes p;
+  p.dram_copy_gbs = 3000;
+  p.l2_gbs = 9000;
+  p.tc_fp16_tflops = 760;
+  p.alu_int_tops = 30;
+  p.launch_us = 3;
+  return p;
+}
+const qh::perf::DeviceBounds kBounds{3350, 1070, 33};
+
+TEST(PerfProbes, PlausibleFiguresPass) { EXPECT_NO_THROW(qh::perf::validate(plausible(), kBounds)); }
+
+TEST(PerfProbes, ImpossibleOrFailedFiguresStopTheRunNamingTheProbe) {
+  struct Case {
+    const char* name;
+    void (*mutate)(Probes&);
+    const char* named;
+  };
+  const Case cases[] = {
+      {"NaN copy", [](Probes& p) { p.dram_copy_gbs = std::numeric_limits<double>::quiet_NaN(); }, "DRAM copy"},
+      {"copy above the bus", [](Probes& p) { p.dram_copy_gbs = 3350 * 1.2; p.l2_gbs = 1e5; }, "DRAM copy"},
+      {"zero tensor-core rate", [](Probes& p) { p.tc_fp16_tflops = 0; }, "tensor-core"},
+      {"tensor cores above peak", [](Probes& p) { p.tc_fp16_tflops = 1070 * 1.2; }, "tensor-core"},
+      {"L2 slower than DRAM", [](Probes& p) { p.l2_gbs = 2000; }, "L2 read"},
+      {"ALU negative", [](Probes& p) { p.alu_int_tops = -1; }, "integer ALU"},
+      {"launch of 2 ms", [](Probes& p) { p.launch_us = 2000; }, "launch latency"},
+  };
+  for (const Case& c : cases) {
+    Probes p = plausible();
+    c.mutate(p);
+    try {
+      qh::perf::validate(p, kBounds);
+      ADD_FAILURE() << c.name << ": accepted";
+    } catch (const qh::MeasurementError& e) {
+      EXPECT_NE(std::string(e.what()).find(c.named), std::string::npos) << c.name << ": " << e.what();
+    }
+  }
+}
+
+TEST(PerfContext, SamplesAreFiledUnderTheirBenchmarkAndFlaggedEntriesListed) {
+  using nlohmann::ordered_json;
+  const ordered_json doc = {{"context", {{"date", "today"}}},
+                            {"benchmarks",
+                             {{{"name", "a"}, {"sample_id", 1.0}, {"measurement_error", 0.0}},
+                              {{"name", "b"}, {"sample_id", 0.0}, {"measurement_error", 1.0}},
+                              {{"name", "cpu"}, {"real_time", 5.0}}}}};
+  const ordered_json samples = {{{"seconds", {2.0}}}, {{"seconds", {1.0}}}};
+  const ordered_json out = qh::perf::with_qharness_context(doc, {{"schema_version", 1}}, samples);
+  const ordered_json& qh = out["context"]["qharness"];
+  EXPECT_EQ(qh["samples"]["a"]["seconds"][0], 1.0);
+  EXPECT_EQ(qh["samples"]["b"]["seconds"][0], 2.0);
+  EXPECT_FALSE(qh["samples"].contains("cpu"));
+  EXPECT_EQ(qh["measurement_errors"], ordered_json::array({"b"}));
+  EXPECT_EQ(qh["schema_version"], 1);
+  EXPECT_EQ(out["context"]["date"], "today");
+  for (const auto& b : out["benchmarks"]) EXPECT_FALSE(b.contains("sample_id")) << b.dump();
+}
+
+// On a GPU: the probes passed their bounds (probes() validates), the copy curve rises with size, and the timing
+// helper measuring the same 1 GiB copy as the probe lands within noise of it (5 %: both are medians of samples
+// whose spread is ~1 % here, and a second process-level run differs by less).
+TEST(GpuPerfProbes, ProbesAreConsistentWithTheTimingHelper) {
+  QH_REQUIRE_CUDA();
+  const Probes& p = qh::perf::probes();
+  ASSERT_EQ(p.copy_curve.size(), 6u);
+  for (std::size_t i = 1; i < p.copy_curve.size(); ++i) {
+    EXPECT_GT(p.copy_curve[i].second, p.copy_curve[i - 1].second) << "copy of " << p.copy_curve[i].first << " bytes";
+  }
+  EXPECT_GT(p.l2_gbs, p.dram_copy_gbs);
+  const at::Tensor src = at::empty({1LL << 30}, at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
+  at::Tensor dst = at::empty_like(src);
+  qh::kernels::DeviceInfo info;
+  ASSERT_EQ(qh::kernels::device_info(0, &info), cudaSuccess);
+  const auto m = qh::perf::measure([&] {
+    qh::kernels::launch_probe_copy(src.data_ptr(), dst.data_ptr(), src.numel(), info.sm_count,
+                                   c10::cuda::getCurrentCUDAStream().stream());
+  });
+  const double gbs = 2.0 * double(src.numel()) / m.time.median / 1e9;
+  EXPECT_NEAR(gbs / p.dram_copy_gbs, 1.0, 0.05) << gbs << " GB/s vs probe " << p.dram_copy_gbs;
+  EXPECT_EQ(m.throttled, 0) << "SM clock below 0.75 of its maximum during a copy";
+}
+
+}  // namespace
