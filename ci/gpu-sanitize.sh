@@ -19,7 +19,7 @@ mkdir -p "$out"
 export PYTORCH_NO_CUDA_MEMORY_CACHING=1 QH_DEVICE=cuda QH_STRESS_CASES=90 QH_STRESS_MAX_K=256
 gptq='Sweep/GpuGptqOptimized.AgreesWithReference/40x320_b8_g64_sym_act_blk96:*/GpuGptqOptimized.*17x200*'
 all="GpuMarlinGemm.*:GpuMarlinLayout.*:GpuMetaMaterialization.*:GpuQuantLinear.*:GpuBiasRoundtrip.*:GpuSafetensors*"
-all="$all:$gptq:GpuGptqOptimized.*:GpuHessianStress.*"
+all="$all:$gptq:GpuGptqOptimized.*:GpuHessianStress.*:GpuPerfProbes.*"
 quick="GpuMarlinGemm.EveryInstantiationRuns:GpuMarlinGemm.Deterministic:GpuMarlinGemm.ShapesIncludingPaddedOnes"
 quick="$quick:GpuMarlinLayout.*:$gptq"
 status=0

@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
 # Builds and tests on a GPU box (no internet): the `device` preset (sm_90a) against the python3 on PATH (its torch
 # provides LibTorch) and the Debian packages staged by ci/stage-deps.sh in .deps/. Runs every ctest case (GPU
-# cases included, which must not skip: QH_DEVICE=cuda) and `qharness run --device cuda`; logs and results.json go
-# to $OUT when set (the device tool's output folder), else build/device/out.
+# cases included, which must not skip: QH_DEVICE=cuda) and `qharness run --device cuda` (which runs the quick
+# benchmark set); logs and results.json go to $OUT when set (the device tool's output folder), else
+# build/device/out.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source ci/lib.sh
 out="${OUT:-build/device/out}"
 mkdir -p "$out"
-[ -d .deps/root/usr ] || { echo "missing .deps/root: run ci/stage-deps.sh where Debian's archive is reachable" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/gpu.txt"
-export CMAKE_PREFIX_PATH="$PWD/.deps/root/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-t0=$SECONDS
-cmake --preset device -DQH_PYTHON="$(command -v python3)" >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
-cmake --build --preset device -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -60; exit 1; }
-echo "configure + build: $((SECONDS - t0)) s"
+device_build "$out"
 python3 ci/check_sass.py build/device/kernels/libqh_kernels.a --arch sm_90a | tee "$out/sass.txt"
 export QH_DEVICE=cuda
 ctest --preset device -j 4 2>&1 | tee "$out/ctest.log" | tail -15
