@@ -8,6 +8,10 @@ namespace qh::perf {
 
 Measurement run(benchmark::State& state, const std::function<void()>& call, const Policy& policy) {
   Measurement m;
+  if (state.max_iterations != 1) {  // Google Benchmark would repeat the whole sampled measurement
+    state.SkipWithError("register GPU benchmarks with ->Iterations(1): measure() does its own sampling");
+    return m;
+  }
   for (auto _ : state) {
     m = measure(call, policy);
     state.SetIterationTime(m.time.median);

@@ -26,7 +26,8 @@ struct Work {
   double flops = 0;
 };
 
-// One Google Benchmark iteration whose time (manual time) is the median of measure(call, policy).
+// One Google Benchmark iteration whose time (manual time) is the median of measure(call, policy). Register the
+// benchmark with ->UseManualTime()->Iterations(1); any other iteration count skips it with that message.
 Measurement run(benchmark::State& state, const std::function<void()>& call, const Policy& policy = default_policy());
 
 void report(benchmark::State& state, const Measurement& m, const Work& work, const Measurement* cublas = nullptr);

@@ -50,6 +50,6 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_MarlinGemm)->Name("marlin/gemm")->ArgNames({"M", "K", "N", "group", "bf16"})
-    ->Apply(gemm_shapes)->UseManualTime()->Unit(benchmark::kMicrosecond);
+    ->Apply(gemm_shapes)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
