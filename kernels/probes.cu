@@ -15,8 +15,9 @@ __global__ void copy_kernel(const uint4* __restrict__ src, uint4* __restrict__ d
   for (std::uint64_t i = std::uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < words; i += stride) dst[i] = src[i];
 }
 
-// Reads `words` 16-byte words `passes` times; the XOR of what was read goes to sink[thread] only when it equals a
-// value the data never produces in practice, so the loads cannot be dropped and almost nothing is written.
+// Reads `words` 16-byte words `passes` times through L2 only (ld.global.cg: each SM re-reads the same slice every
+// pass, which L1 would otherwise serve); the XOR of what was read goes to sink[thread] only when it equals a value
+// the data never produces in practice, so the loads cannot be dropped and almost nothing is written.
 __global__ void read_kernel(const uint4* __restrict__ buf, std::uint64_t words, int passes,
                             unsigned* __restrict__ sink) {
   const std::uint64_t tid = std::uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -24,7 +25,7 @@ __global__ void read_kernel(const uint4* __restrict__ buf, std::uint64_t words, 
   unsigned acc = 0;
   for (int p = 0; p < passes; ++p) {
     for (std::uint64_t i = tid; i < words; i += stride) {
-      const uint4 v = buf[i];
+      const uint4 v = __ldcg(buf + i);
       acc ^= v.x ^ v.y ^ v.z ^ v.w;
     }
   }

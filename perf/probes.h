@@ -1,8 +1,9 @@
 // Probes of the limits a kernel can hit, measured in the benchmark process before the benchmarks (DESIGN.md,
 // GPU-normalized performance), with the timing helper's policy (perf/measure.h):
-//   dram_copy_gbs   a 1 GiB device copy, bytes read + written per second (kernels/probes.cu copy kernel)
+//   dram_copy_gbs   a 1 GiB device copy, bytes read + written per second (the faster of kernels/probes.cu's copy
+//                   kernel and cudaMemcpyAsync device-to-device)
 //   copy_curve      the same copy at 1 MiB .. 1 GiB: seconds per size, for models of size-dependent efficiency
-//   l2_gbs          repeated reads of a buffer of a quarter of L2: (t(2P passes) - t(P passes)) / (P x bytes)
+//   l2_gbs          repeated L1-bypassing reads of a buffer of a quarter of L2: (t(2P passes) - t(P)) / (P x bytes)
 //   tc_fp16_tflops  cuBLAS fp16 GEMM 8192^3 (through at::matmul)
 //   alu_int_tops    the dequantization instruction mix (LOP3, SHF, PRMT), 10^12 instructions per second, also by
 //                   difference of two lengths so the launch drops out

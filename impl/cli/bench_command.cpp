@@ -27,7 +27,8 @@ struct BenchBinary {
 const BenchBinary kBinaries[] = {
     {"qh_format_bench", "safetensors/parse_header/tensors:1024$|gptq/(pack|unpack)/bits:4/"},
     {"qh_quant_linear_bench",
-     "marlin/gemm/M:(1|16|256)/K:(4096/N:4096|8192/N:28672)/group:128/bf16:0|gptq/dequant/bits:4/K:4096/N:4096|"
+     "(marlin/gemm/M:(1|16|256)/K:(4096/N:4096|8192/N:28672)/group:128|cublas/gemm/M:(1|16|256)/K:(4096/N:4096|"
+     "8192/N:28672))/bf16:0|gptq/dequant/bits:4/K:4096/N:4096|"
      "marlin/repack/K:8192/N:28672/act:0"},
     {"qh_gptq_bench", "gptq/optimized/out:4096/in:4096/act_order:0|gptq/hessian/in:4096/fp64:0"},
 };
@@ -36,6 +37,16 @@ std::string tail_of(const std::string& path, std::size_t max_chars) {
   std::ifstream in(path, std::ios::binary);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return text.size() > max_chars ? text.substr(text.size() - max_chars) : text;
+}
+
+// family/variant/axes: Google Benchmark's "/iterations:1/manual_time" suffixes say how it timed, not what ran.
+std::string display_name(std::string name) {
+  for (const std::string suffix : {"/manual_time", "/iterations:1"}) {
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      name.resize(name.size() - suffix.size());
+    }
+  }
+  return name;
 }
 
 }  // namespace
@@ -85,6 +96,7 @@ BenchResults run_benchmarks(const BenchOptions& options, const std::string& bin_
       entry["binary"] = b->name;
       const std::string name = entry["name"];
       if (ctx.contains("samples") && ctx["samples"].contains(name)) entry["samples"] = ctx["samples"][name];
+      entry["name"] = display_name(name);
       out.benchmarks.push_back(std::move(entry));
     }
   }

@@ -1,6 +1,7 @@
 // `qharness bench` and the benchmark part of `qharness run`: runs the perf/ binaries next to `qharness`, each with
 // --benchmark_out (Google Benchmark JSON + context.qharness, docs/benchmarks.md), and merges their entries for
-// results.json: each entry gains `binary` and `samples` (the per-sample seconds from context.qharness.samples);
+// results.json: each entry gains `binary` and `samples` (the per-sample seconds from context.qharness.samples)
+// and its name loses Google Benchmark's "/iterations:1/manual_time" (run_name keeps the original);
 // the probes come from the first binary that measured them.
 #pragma once
 
