@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -94,8 +95,9 @@ TEST(PerfContext, SamplesAreFiledUnderTheirBenchmarkAndFlaggedEntriesListed) {
 }
 
 // On a GPU: the probes passed their bounds (probes() validates), the copy curve rises with size, and the timing
-// helper measuring the same 1 GiB copy as the probe lands within noise of it (5 %: both are medians of samples
-// whose spread is ~1 % here, and a second process-level run differs by less).
+// helper measuring the probe's two 1 GiB copies (our kernel, the driver's memcpy) reproduces the probe: the faster
+// of the two within 5 % of it, the other no faster than it (both are medians of samples whose spread is ~1 % here;
+// on an H100 our kernel runs ~6 % below the memcpy path, so each alone gets a looser floor of 0.85).
 TEST(GpuPerfProbes, ProbesAreConsistentWithTheTimingHelper) {
   QH_REQUIRE_CUDA();
   const Probes& p = qh::perf::probes();
@@ -104,17 +106,27 @@ TEST(GpuPerfProbes, ProbesAreConsistentWithTheTimingHelper) {
     EXPECT_GT(p.copy_curve[i].second, p.copy_curve[i - 1].second) << "copy of " << p.copy_curve[i].first << " bytes";
   }
   EXPECT_GT(p.l2_gbs, p.dram_copy_gbs);
+  EXPECT_GT(p.tc_bound_tflops, p.tc_fp16_tflops);
   const at::Tensor src = at::empty({1LL << 30}, at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
   at::Tensor dst = at::empty_like(src);
   qh::kernels::DeviceInfo info;
   ASSERT_EQ(qh::kernels::device_info(0, &info), cudaSuccess);
-  const auto m = qh::perf::measure([&] {
-    qh::kernels::launch_probe_copy(src.data_ptr(), dst.data_ptr(), src.numel(), info.sm_count,
-                                   c10::cuda::getCurrentCUDAStream().stream());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const double bytes = 2.0 * double(src.numel());
+  const auto kernel = qh::perf::measure([&] {
+    qh::kernels::launch_probe_copy(src.data_ptr(), dst.data_ptr(), src.numel(), info.sm_count, stream);
   });
-  const double gbs = 2.0 * double(src.numel()) / m.time.median / 1e9;
-  EXPECT_NEAR(gbs / p.dram_copy_gbs, 1.0, 0.05) << gbs << " GB/s vs probe " << p.dram_copy_gbs;
-  EXPECT_EQ(m.throttled, 0) << "SM clock below 0.75 of its maximum during a copy";
+  const auto memcpy = qh::perf::measure([&] {
+    cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.numel(), cudaMemcpyDeviceToDevice, stream);
+  });
+  const double kernel_ratio = bytes / kernel.time.median / 1e9 / p.dram_copy_gbs;
+  const double memcpy_ratio = bytes / memcpy.time.median / 1e9 / p.dram_copy_gbs;
+  EXPECT_NEAR(std::max(kernel_ratio, memcpy_ratio), 1.0, 0.05) << kernel_ratio << " " << memcpy_ratio;
+  for (double r : {kernel_ratio, memcpy_ratio}) {
+    EXPECT_GT(r, 0.85);
+    EXPECT_LT(r, 1.05);
+  }
+  EXPECT_EQ(kernel.throttled + memcpy.throttled, 0) << "SM clock below 0.75 of its maximum during a copy";
 }
 
 }  // namespace

@@ -47,7 +47,7 @@ void report(benchmark::State& state, const Measurement& m, const Work& work, con
     c["flops"] = work.flops;
     c["TFLOPs"] = tflops;
     c["tc_fraction"] = tflops / p.tc_fp16_tflops;
-    impossible |= tflops > 1.05 * p.tc_fp16_tflops;
+    impossible |= p.tc_bound_tflops > 0 && tflops > 1.05 * p.tc_bound_tflops;
   }
   const double floor_s = std::max(work.bytes / (p.dram_copy_gbs * 1e9), work.flops / (p.tc_fp16_tflops * 1e12));
   if (floor_s > 0) c["roofline_efficiency"] = floor_s / t;

@@ -3,11 +3,13 @@
 //   bytes, flops                 the work of one call, as the benchmark declares it
 //   us_median, us_q1, us_q3, noise, cv, samples, throttled, converged, sm_mhz
 //   GBps, bw_fraction            bytes / time, and that over the DRAM copy probe
-//   TFLOPs, tc_fraction          flops / time, and that over the tensor-core probe
+//   TFLOPs, tc_fraction          flops / time, and that over the tensor-core probe (a sustained cuBLAS rate, which
+//                                a shorter GEMM can exceed a little: the fraction may pass 1)
 //   roofline_efficiency          max(bytes / copy probe, flops / tensor-core probe) / time
 //   vs_cublas, cublas_us         (when a cuBLAS time is given) cuBLAS's median / ours
-//   measurement_error            1 when GB/s or TFLOP/s exceed their probe by more than 5 %: not a win but a broken
-//                                measurement (L2 not flushed); the label says so and bench_main lists it
+//   measurement_error            1 when GB/s exceeds the copy probe, or TFLOP/s the device's tensor-core bound, by
+//                                more than 5 %: not a win but a broken measurement (L2 not flushed, a lost
+//                                synchronization); the label says so and bench_main lists it
 #pragma once
 
 #include <benchmark/benchmark.h>

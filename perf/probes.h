@@ -4,7 +4,9 @@
 //                   kernel and cudaMemcpyAsync device-to-device)
 //   copy_curve      the same copy at 1 MiB .. 1 GiB: seconds per size, for models of size-dependent efficiency
 //   l2_gbs          repeated L1-bypassing reads of a buffer of a quarter of L2: (t(2P passes) - t(P)) / (P x bytes)
-//   tc_fp16_tflops  cuBLAS fp16 GEMM 8192^3 (through at::matmul)
+//   tc_fp16_tflops  cuBLAS fp16 GEMM, the faster of 4096^3 and 8192^3 (through at::matmul; random data: the
+//                   largest GEMM can run power-limited, one H100 run gave 663 TFLOP/s at 8192^3 while cuBLAS
+//                   reached 800 at M = 1024)
 //   alu_int_tops    the dequantization instruction mix (LOP3, SHF, PRMT), 10^12 instructions per second, also by
 //                   difference of two lengths so the launch drops out
 //   launch_us       an empty kernel timed with events: the least any timed call can cost
@@ -26,6 +28,7 @@ struct Probes {
   double alu_int_tops = 0;
   double launch_us = 0;
   double sm_clock_mhz = 0;  // median SM clock read during the probes
+  double tc_bound_tflops = 0;  // DeviceBounds::tc_tflops: a figure above it is a broken measurement
   std::vector<std::pair<double, double>> copy_curve;  // (bytes moved = 2 x size, seconds)
 };
 
