@@ -1,0 +1,57 @@
+"""python -m qh_report COMMAND ...
+
+  model A.json B.json [--exponent E]   predict B's GPU benchmark times from run A and B's probes, print the table
+                                      and the error summary, both directions (docs/benchmarks.md)
+  baseline IN.json OUT.json --command "how it was run" [--note TEXT]
+                                      write a committed baseline (fixtures/baselines/): trimmed, with provenance
+
+Exit status: 0 done, 2 bad input (the message names the file and what is wrong).
+"""
+import argparse
+import math
+import sys
+
+from . import baseline, model, results
+
+
+def print_model(doc_a, doc_b, exponent):
+    for x, y in ((doc_a, doc_b), (doc_b, doc_a)):
+        rows = model.compare(x, y, exponent)
+        ca, cb = results.gpu_class(x), results.gpu_class(y)
+        print(f"\n{ca} -> {cb}: {len(rows)} benchmarks")
+        print(f"{'benchmark':70s} {'A us':>10s} {'B us':>10s} {'pred us':>10s} {'error':>7s}")
+        for r in rows:
+            print(f"{r['name'][:70]:70s} {r['measured_a_us']:10.1f} {r['measured_b_us']:10.1f} "
+                  f"{r['predicted_b_us']:10.1f} {100 * r['error']:+6.1f}%")
+        s, naive = model.summary(rows), model.bandwidth_ratio_summary(x, y)
+        print(f"model: median |error| {100 * s['median']:.1f}%, p90 {100 * s['p90']:.1f}%, max {100 * s['max']:.1f}%; "
+              f"bandwidth ratio alone: median {100 * naive['median']:.1f}%")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m qh_report", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("model", help="cross-GPU prediction table for two runs")
+    m.add_argument("a")
+    m.add_argument("b")
+    m.add_argument("--exponent", type=float, default=model.EXPONENT, help="inf for a hard maximum")
+    b = sub.add_parser("baseline", help="write a committed baseline from a results.json")
+    b.add_argument("input")
+    b.add_argument("output")
+    b.add_argument("--command", required=True, dest="how")
+    b.add_argument("--note", default="")
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "model":
+            print_model(results.load(args.a), results.load(args.b), args.exponent)
+        else:
+            baseline.write_atomically(args.output, baseline.make(results.load(args.input), args.how, args.note))
+            print(f"wrote {args.output}")
+    except results.ResultsError as e:
+        print(f"qh_report: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
