@@ -1,6 +1,7 @@
 // impl/core: error messages that name where, what rule, what was expected and found; progress output that suits
 // its destination; crash-safe writes that never leave a partial destination or a stray temporary file.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -93,6 +94,45 @@ TEST(CoreAtomicFile, CommitReplacesDestination) {
   write_file_atomically(path, "second version");
   const auto bytes = testing::read_bytes(path);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()), "second version");
+}
+
+std::string text_of(const std::string& path) {
+  const auto bytes = testing::read_bytes(path);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+mode_t mode_of(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+// Replacing a file must not change who can read it: a private 0600 checkpoint stays private, a new file follows the
+// umask like any other file the process creates (mkstemp alone would leave every output 0600).
+TEST(CoreAtomicFile, KeepsTheReplacedFilesModeAndFollowsTheUmaskForNewFiles) {
+  testing::TempDir dir;
+  const std::string existing = dir.file("private.json");
+  write_file_atomically(existing, "v1");
+  ASSERT_EQ(::chmod(existing.c_str(), 0600), 0);
+  write_file_atomically(existing, "v2");
+  EXPECT_EQ(mode_of(existing), 0600u);
+
+  const mode_t old_mask = ::umask(027);
+  write_file_atomically(dir.file("new.json"), "x");
+  ::umask(old_mask);
+  EXPECT_EQ(mode_of(dir.file("new.json")), 0640u);
+}
+
+// A results path that is a symbolic link (e.g. latest.json -> runs/42.json) stays a link; its target is replaced.
+TEST(CoreAtomicFile, WritesThroughASymbolicLink) {
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.file("runs"));
+  write_file_atomically(dir.file("runs/42.json"), "old");
+  std::filesystem::create_symlink("runs/42.json", dir.file("latest.json"));
+  write_file_atomically(dir.file("latest.json"), "new");
+  EXPECT_TRUE(std::filesystem::is_symlink(dir.file("latest.json")));
+  EXPECT_EQ(text_of(dir.file("runs/42.json")), "new");
+  EXPECT_EQ(text_of(dir.file("latest.json")), "new");
 }
 
 }  // namespace

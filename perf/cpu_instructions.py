@@ -70,10 +70,9 @@ def main():
         for i, name in enumerate(names, 1):
             result["benchmarks"][name] = count(args.binary, name, workdir)
             print(f"[{i}/{len(names)}] {name}: {result['benchmarks'][name]:,.0f} instructions per call", file=sys.stderr)
-    directory = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = f"{args.out}.tmp-{os.getpid()}"  # temp + rename: the old file or the new one, never a partial one
+    with open(tmp, "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
         f.flush()

@@ -21,9 +21,40 @@ std::string directory_of(const std::string& path) {
   return parent.empty() ? std::string(".") : parent.string();
 }
 
+// A destination that is a symbolic link is written through: the link stays and its target is replaced (renaming
+// over the link itself would turn it into a regular file). Chains are followed; a dangling link's target is created.
+std::string resolve_links(const std::string& path) {
+  std::string current = path;
+  for (int hops = 0; hops < 40; ++hops) {
+    std::error_code ec;
+    if (!std::filesystem::is_symlink(current, ec)) return current;
+    const auto target = std::filesystem::read_symlink(current, ec);
+    if (ec) return current;
+    current = (target.is_absolute() ? target : std::filesystem::path(directory_of(current)) / target).string();
+  }
+  return current;  // a loop: the rename fails with its own error, naming the path
+}
+
+// The mode a plain open(O_CREAT, 0666) would give (0666 minus the umask, read without changing it), or the
+// existing destination's mode, so replacing a file never widens or narrows who can read it.
+mode_t mode_for(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) return st.st_mode & 07777;
+  mode_t mask = 022;
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned value = 0;
+      if (std::sscanf(line, "Umask: %o", &value) == 1) mask = mode_t(value);
+    }
+    std::fclose(f);
+  }
+  return 0666 & ~mask;
+}
+
 }  // namespace
 
-AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+AtomicFile::AtomicFile(std::string path) : path_(resolve_links(path)) {
   // mkstemp's template: same directory as the destination so that rename() stays within one file system.
   std::string pattern = path_ + ".tmp-XXXXXX";
   std::vector<char> buf(pattern.begin(), pattern.end());
@@ -34,7 +65,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
                   "a writable directory '" + directory_of(path_) + "'", errno_text(errno));
   }
   temp_path_ = buf.data();
-  ::fchmod(fd_, 0644);  // mkstemp creates 0600; checkpoints and reports are meant to be shared
+  ::fchmod(fd_, mode_for(path_));  // mkstemp creates 0600
 }
 
 AtomicFile::~AtomicFile() {

@@ -1,6 +1,8 @@
 // Crash-safe file writes: data goes to a temporary file in the destination's directory, which is flushed to disk
 // and renamed over the destination only when complete. Readers see the old complete file or the new complete
-// file, never a partial one; a writer that fails or is killed leaves the destination untouched.
+// file, never a partial one; a writer that fails or is killed leaves the destination untouched (and may leave its
+// `<destination>.tmp-XXXXXX`, which nothing reads). The new file gets the replaced file's mode, or 0666 minus the
+// umask; a destination that is a symbolic link keeps the link and has its target replaced.
 #pragma once
 
 #include <cstddef>

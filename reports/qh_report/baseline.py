@@ -4,7 +4,6 @@ the run (order kept), so a file stays under the fixtures' 1 MB limit; the median
 import datetime
 import json
 import os
-import tempfile
 
 from . import results
 
@@ -41,15 +40,17 @@ def make(doc, command, note=""):
 
 
 def write_atomically(path, doc):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    """Temp file + fsync + rename (like the C++ writers): readers see the old or the new file, never a partial one.
+    The temp is created like any file (umask applies); an existing destination's mode is kept."""
+    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "x") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
