@@ -338,6 +338,12 @@ TEST(QuantizeConfigValidation, EachBadValueNamesKeyAndFile) {
       {R"({"bits": 4, "sym": true, "dynamic": {"-:a?b?c?d?e?f?g?h?i?": {}}})", "dynamic", "0 repeating of 9"},
       {R"j({"bits": 4, "sym": true, "dynamic": {"-:((((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))))": {}}})j",
        "dynamic", "34 nested groups"},
+      // What libstdc++'s regex parser mishandles (a long back-reference overflows its int: undefined behaviour,
+      // fuzz_configs found it): back-references anywhere, and repeat counts of more than 4 digits.
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:(a)\\1": {}}})", "dynamic", "back-reference '\\1' at offset 3"},
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:.*\\66666666666666.mlp": {}}})", "dynamic", "back-reference"},
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:[\\6]x": {}}})", "dynamic", "back-reference"},
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:a{123456}": {}}})", "dynamic", "more than 4 digits"},
       // "x" and "+:x" are the same rule: which one wins would depend on key order.
       {R"({"bits": 4, "sym": true, "dynamic": {"x": {"bits": 8}, "+:x": {"bits": 2}}})", "dynamic", "twice"},
   };
@@ -640,7 +646,7 @@ TEST(QuantizeConfigDynamic, PatternsMatchAtTheStartOnly) {
 // alternation in an unquantified group, a quantified group without a choice inside, {n}.
 TEST(QuantizeConfigDynamic, SafePatternsAreAccepted) {
   for (const char* pattern : {R"(.*?v_proj)", R"(.??odel)", R"([*+?]*model)", R"(model\.layers\.(1[0-5]|0)\..*)",
-                              R"(\*?(mo)+del)", R"(m{1}o{0,1}del.*)"}) {
+                              R"(\*?(mo)+del)", R"(m{1}o{0,1}del.*)", R"(m{0,9999}odel)"}) {
     QuantizeConfig c;
     c.dynamic = {DynamicRule{.pattern = pattern, .bits = 8}};
     EXPECT_NO_THROW(validate_quantize_config(c, kSource)) << pattern;

@@ -381,6 +381,9 @@ struct PatternShape {
   int repeats = 0;          // *, +, {m,} and {m,n} with n > m
   int quantifiers = 0;      // those and ?, {n}
   std::string unsafe;       // the first quantifier on a quantifier or on a group with a choice in it, described
+  std::string unparsable;   // the first construct libstdc++'s regex parser mishandles: a back-reference (a digit
+                            // after '\\'; a long one overflows its int, which UBSan reports: fuzz_configs found it)
+                            // or a {m,n} count of more than 4 digits
 };
 
 // The length of a quantifier starting at pattern[i] (0: none), and whether it repeats (more than one count).
@@ -406,6 +409,13 @@ PatternShape shape_of(std::string_view p) {
     bool repeats = false;
     if (const std::size_t n = quantifier_at(p, i, repeats); n > 0) {
       const bool lazy = i + n < p.size() && p[i + n] == '?';
+      std::size_t run = 0;  // digits in a row inside {m,n}
+      for (char c : p.substr(i, n)) {
+        run = std::isdigit(static_cast<unsigned char>(c)) ? run + 1 : 0;
+        if (run > 4 && s.unparsable.empty()) {
+          s.unparsable = "a repeat count of more than 4 digits at offset " + std::to_string(i);
+        }
+      }
       if (after_quantifier && s.unsafe.empty()) s.unsafe = "a quantifier on a quantifier at offset " + std::to_string(i);
       if (after_group && last_group_choice && s.unsafe.empty()) {
         s.unsafe = "a quantifier on a group holding a quantifier or '|' at offset " + std::to_string(i);
@@ -418,10 +428,18 @@ PatternShape shape_of(std::string_view p) {
       continue;
     }
     after_quantifier = after_group = false;
+    auto check_escape = [&](std::size_t at) {
+      if (at + 1 < p.size() && std::isdigit(static_cast<unsigned char>(p[at + 1])) && s.unparsable.empty()) {
+        s.unparsable = "a back-reference '\\" + std::string(1, p[at + 1]) + "' at offset " + std::to_string(at);
+      }
+    };
     if (p[i] == '\\') {
+      check_escape(i);
       ++i;
     } else if (p[i] == '[') {  // a class is one atom: skip to its closing ']' (escapes inside included)
-      for (++i; i < p.size() && p[i] != ']'; ++i) i += p[i] == '\\';
+      for (++i; i < p.size() && p[i] != ']'; ++i) {
+        if (p[i] == '\\') check_escape(i), ++i;
+      }
     } else if (p[i] == '(') {
       holds_choice.push_back(false);
       s.deepest = std::max(s.deepest, int(holds_choice.size()) - 1);
@@ -447,6 +465,12 @@ std::regex compile_pattern(const DynamicRule& rule, const std::string& source) {
                  std::to_string(kMaxPatternBytes) + " bytes and " + std::to_string(kMaxPatternGroupDepth) +
                      " nested groups at most",
                  std::to_string(rule.pattern.size()) + " bytes, " + std::to_string(shape.deepest) + " nested groups");
+  }
+  if (!shape.unparsable.empty()) {
+    config_error(source, key + " pattern uses what qharness's regex engine cannot parse safely",
+                 "no back-reference (\\1 ...) and repeat counts of at most 4 digits (GPTQModel's patterns use "
+                 "neither)",
+                 shape.unparsable);
   }
   if (!shape.unsafe.empty() || shape.repeats > kMaxPatternRepeats || shape.quantifiers > kMaxPatternQuantifiers) {
     config_error(source, key + " pattern could take exponential time to match (std::regex backtracks)",
