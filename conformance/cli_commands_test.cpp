@@ -13,6 +13,7 @@
 #include "impl/checkpoint/loader.h"
 #include "impl/checkpoint/safetensors_tensors.h"
 #include "impl/checkpoint/verify.h"
+#include "impl/cli/bench_command.h"
 #include "impl/cli/checkpoint_fixtures.h"
 #include "impl/cli/convert_command.h"
 #include "impl/cli/quantize_command.h"
@@ -196,6 +197,28 @@ TEST(CliCommands, LoaderBadInputIsNamed) {
   EXPECT_NE(std::string(e.what()).find("expected [2, 16], found [4, 16]"), std::string::npos) << e.what();
   std::filesystem::remove(ckpt + "/config.json");
   EXPECT_THROW(checkpoint::load_checkpoint(ckpt, {}), IoError);
+}
+
+// `qharness bench` (and run's benchmark step): entries come back under family/variant/axes names with the binary
+// that ran them; a binary whose benchmarks the filter does not reach, or which skips them for want of a GPU, is
+// not a failure. The benchmark binaries sit next to this test binary (bin/).
+TEST(CliBench, MergesEntriesByNameAndBinary) {
+  const std::string bin = std::filesystem::canonical("/proc/self/exe").parent_path().string();
+  if (!std::filesystem::exists(bin + "/qh_format_bench")) GTEST_SKIP() << "built without benchmarks (QH_BENCH=OFF)";
+  TempDir dir;
+  const auto r = cli::run_benchmarks({.out_dir = dir.path(), .set = "quick", .filter = "parse_header/tensors:16$"}, bin);
+  EXPECT_TRUE(r.failures.empty()) << r.failures.dump(2);
+  ASSERT_EQ(r.benchmarks.size(), 1u) << r.benchmarks.dump(2);
+  EXPECT_EQ(r.benchmarks[0]["name"], "safetensors/parse_header/tensors:16");
+  EXPECT_EQ(r.benchmarks[0]["binary"], "qh_format_bench");
+  EXPECT_GT(r.benchmarks[0]["real_time"].get<double>(), 0);
+  EXPECT_TRUE(std::filesystem::exists(dir.file("bench/qh_format_bench.json")));
+  try {
+    cli::run_benchmarks({.out_dir = dir.path(), .set = "fast"}, bin);
+    ADD_FAILURE() << "--set fast accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--set takes quick or full"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
