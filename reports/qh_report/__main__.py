@@ -4,14 +4,17 @@
                                       and the error summary, both directions (docs/benchmarks.md)
   baseline IN.json OUT.json --command "how it was run" [--note TEXT]
                                       write a committed baseline (fixtures/baselines/): trimmed, with provenance
+  gate --baseline B.json --current C.json [--min-effect 0.03] [--alpha 0.001] [--model-error 0.11]
+                                      per benchmark: regressed / improved / unchanged / not compared (qh_report.gate)
 
-Exit status: 0 done, 2 bad input (the message names the file and what is wrong).
+Exit status: 0 done (gate: no regression), 1 gate: a regression, 2 bad input (the message names the file and what
+is wrong).
 """
 import argparse
 import math
 import sys
 
-from . import baseline, model, results
+from . import baseline, gate, model, results
 
 
 def print_model(doc_a, doc_b, exponent):
@@ -28,6 +31,20 @@ def print_model(doc_a, doc_b, exponent):
               f"bandwidth ratio alone: median {100 * naive['median']:.1f}%")
 
 
+def print_gate(verdicts):
+    order = {"regressed": 0, "improved": 1, "not compared": 2, "unchanged": 3}
+    counts = {k: sum(v.status == k for v in verdicts) for k in order}
+    print(f"{'benchmark':70s} {'status':13s} {'ratio':>7s} {'p':>8s}  reason")
+    for v in sorted(verdicts, key=lambda v: order[v.status]):
+        if v.status == "unchanged":
+            continue
+        ratio = "" if math.isnan(v.ratio) else f"{v.ratio:.3f}"
+        p = "" if math.isnan(v.p_value) else f"{v.p_value:.1e}"
+        print(f"{v.name[:70]:70s} {v.status:13s} {ratio:>7s} {p:>8s}  {v.reason}")
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 1 if counts["regressed"] else 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m qh_report", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -40,10 +57,19 @@ def main(argv=None):
     b.add_argument("output")
     b.add_argument("--command", required=True, dest="how")
     b.add_argument("--note", default="")
+    g = sub.add_parser("gate", help="compare a run with a baseline; exit 1 on a regression")
+    g.add_argument("--baseline", required=True)
+    g.add_argument("--current", required=True)
+    g.add_argument("--min-effect", type=float, default=gate.MIN_EFFECT)
+    g.add_argument("--alpha", type=float, default=gate.ALPHA)
+    g.add_argument("--model-error", type=float, default=gate.MODEL_ERROR)
     args = ap.parse_args(argv)
     try:
         if args.command == "model":
             print_model(results.load(args.a), results.load(args.b), args.exponent)
+        elif args.command == "gate":
+            return print_gate(gate.gate(results.load(args.baseline), results.load(args.current), args.min_effect,
+                                        args.alpha, args.model_error))
         else:
             baseline.write_atomically(args.output, baseline.make(results.load(args.input), args.how, args.note))
             print(f"wrote {args.output}")

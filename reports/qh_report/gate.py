@@ -1,0 +1,134 @@
+"""The regression gate: compares a current run with a baseline, benchmark by benchmark, and says what regressed.
+
+Like with like (DESIGN.md):
+- same GPU class: a one-sided Mann-Whitney U test of the two runs' samples (the per-sample seconds each GPU-timed
+  entry carries) AND a minimum effect: the shift, estimated as the Hodges-Lehmann ratio (the median of all pairwise
+  current / baseline ratios: less noisy than a ratio of medians, as robust), must be at least `min_effect`
+  (default 3 %). Both must hold, so a tiny but significant shift (many samples) and a large but noisy one (few
+  samples) are not regressions. The same for improvements, the other way.
+- different GPU classes: the baseline is carried to the current GPU by the cross-GPU model (qh_report.model) and
+  the current median is compared with the prediction, with a band of min_effect + the model's error
+  (`model_error`, default the p90 measured on the committed H100/H200 baselines). No test: the model's error, not
+  sampling noise, dominates. A benchmark whose probed limits explain under 5 % of its time (whole-layer GPTQ: host
+  launches on a host the probes do not measure) is not compared across classes.
+Entries in one run only, flagged as measurement errors, or without samples are "not compared", with the reason.
+"""
+import math
+from dataclasses import dataclass
+
+from . import model, results
+
+MIN_EFFECT = 0.03
+ALPHA = 0.001  # one-sided; with ~64 samples a side, a 5 % shift at 5 % CV gives p ~ 1e-9
+MODEL_ERROR = 0.11  # p90 of |prediction error| on the committed baselines, both directions (docs/benchmarks.md)
+
+
+@dataclass
+class Verdict:
+    name: str
+    status: str  # regressed | improved | unchanged | not compared
+    ratio: float = math.nan  # current / baseline: the Hodges-Lehmann ratio (same class) or median / predicted
+    p_value: float = math.nan
+    reason: str = ""
+
+
+def mann_whitney_greater(x, y):
+    """One-sided p-value that x tends to be larger than y (Mann-Whitney U, normal approximation with the tie
+    correction; fine for the tens to thousands of samples a benchmark has)."""
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("Mann-Whitney U needs samples on both sides")
+    pooled = sorted([(v, 0) for v in x] + [(v, 1) for v in y])
+    ranks = [0.0] * len(pooled)
+    ties = 0.0
+    i = 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        t = j - i + 1
+        ties += t**3 - t
+        i = j + 1
+    r1 = sum(r for r, (_, side) in zip(ranks, pooled) if side == 0)
+    u1 = r1 - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
+    if var <= 0:
+        return 0.5
+    z = (u1 - n1 * n2 / 2 - 0.5) / math.sqrt(var)  # continuity correction
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def _median(values):
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def hodges_lehmann_ratio(x, y, cap=256):
+    """exp(median of log(x_i) - log(y_j) over all pairs); each side thinned evenly to `cap` samples first."""
+    def thin(v):
+        return v if len(v) <= cap else [v[int(i * len(v) / cap)] for i in range(cap)]
+    lx, ly = [math.log(v) for v in thin(x)], [math.log(v) for v in thin(y)]
+    return math.exp(_median([a - b for a in lx for b in ly]))
+
+
+def _samples(entry):
+    s = entry.get("samples")
+    return s.get("seconds") if isinstance(s, dict) else None
+
+
+def compare_same_class(name, base, cur, min_effect=MIN_EFFECT, alpha=ALPHA):
+    xs, ys = _samples(cur), _samples(base)
+    if not xs or not ys:
+        return Verdict(name, "not compared", reason="no samples on one side")
+    if min(xs + ys) <= 0:
+        return Verdict(name, "not compared", reason="a sample time is zero or negative")
+    ratio = hodges_lehmann_ratio(xs, ys)
+    p_slower, p_faster = mann_whitney_greater(xs, ys), mann_whitney_greater(ys, xs)
+    if ratio >= 1 + min_effect and p_slower < alpha:
+        return Verdict(name, "regressed", ratio, p_slower)
+    if ratio <= 1 / (1 + min_effect) and p_faster < alpha:
+        return Verdict(name, "improved", ratio, p_faster)
+    return Verdict(name, "unchanged", ratio, min(p_slower, p_faster))
+
+
+MIN_EXPLAINED = 0.05
+
+
+def compare_across_classes(name, base, cur, base_doc, cur_doc, min_effect=MIN_EFFECT, model_error=MODEL_ERROR):
+    explained = model.limit_time(base, base_doc["probes"]) / (base["us_median"] * 1e-6)
+    if explained < MIN_EXPLAINED:
+        return Verdict(name, "not compared", reason=f"across GPU classes: the probes explain {explained:.1%} of its "
+                                                    "time (host- or latency-bound), the model cannot carry it")
+    predicted = model.predict_seconds(base, base_doc, cur_doc) * 1e6
+    ratio = cur["us_median"] / predicted
+    band = min_effect + model_error
+    if ratio > 1 + band:
+        return Verdict(name, "regressed", ratio, reason=f"{ratio - 1:+.1%} against the model's prediction (band {band:.0%})")
+    if ratio < 1 / (1 + band):
+        return Verdict(name, "improved", ratio, reason=f"{ratio - 1:+.1%} against the model's prediction")
+    return Verdict(name, "unchanged", ratio, reason=f"within the model's band of {band:.0%}")
+
+
+def gate(base_doc, cur_doc, min_effect=MIN_EFFECT, alpha=ALPHA, model_error=MODEL_ERROR):
+    """Verdicts for every benchmark of either run (GPU-timed entries), in the baseline's order, then new ones."""
+    base, cur = results.gpu_benchmarks(base_doc), results.gpu_benchmarks(cur_doc)
+    same = results.gpu_class(base_doc) == results.gpu_class(cur_doc)
+    if not same:
+        results.probes(base_doc), results.probes(cur_doc)  # a cross-class comparison needs both runs' probes
+    out = []
+    for name in list(base) + [n for n in cur if n not in base]:
+        if name not in cur:
+            out.append(Verdict(name, "not compared", reason="missing in the current run"))
+        elif name not in base:
+            out.append(Verdict(name, "not compared", reason="new: not in the baseline"))
+        elif base[name].get("measurement_error") or cur[name].get("measurement_error"):
+            out.append(Verdict(name, "not compared", reason="flagged as a measurement error"))
+        elif same:
+            out.append(compare_same_class(name, base[name], cur[name], min_effect, alpha))
+        else:
+            out.append(compare_across_classes(name, base[name], cur[name], base_doc, cur_doc, min_effect, model_error))
+    return out

@@ -1,0 +1,119 @@
+"""The regression gate (qh_report.gate) on synthetic distributions at realistic noise (CV 2-5 %; 64 samples for
+the baseline, as committed baselines keep, 200 for the current run, which keeps all it took: 10 to 2000), on
+hand-made edge cases, and once on the real H100/H200 baselines."""
+import math
+import os
+import random
+
+import pytest
+
+from qh_report import gate, results
+from qh_report.__main__ import main
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+BASELINES = os.path.join(ROOT, "fixtures", "baselines")
+CURVE = [{"bytes": float(2**k), "seconds": 2.0**k / 1e12} for k in range(20, 31, 2)]
+
+
+def run_doc(entries, gpu="G", memory=2**34, probes=None):
+    return {"schema_version": 1, "_path": f"{gpu}.json",
+            "environment": {"gpus": [{"name": gpu, "memory": memory, "sm_count": 100}]},
+            "probes": probes or {"dram_copy_gbs": 1000.0, "tc_fp16_tflops": 100.0, "launch_us": 2.0,
+                                 "sm_clock_mhz": 1000.0, "copy_curve": CURVE},
+            "benchmarks": entries}
+
+
+def entry(name, median_s, cv, rng, n=64, **counters):
+    seconds = [median_s * math.exp(rng.gauss(0, cv)) for _ in range(n)]
+    return {"name": name, "us_median": sorted(seconds)[n // 2] * 1e6, "samples": {"seconds": seconds}, **counters}
+
+
+def suite(rng, cv, slowdown=0.0, n_bench=10, n=64):
+    return [entry(f"k{i}", 1e-4 * (1 + i) * (1 + slowdown), cv, rng, n=n) for i in range(n_bench)]
+
+
+def test_mann_whitney_matches_a_hand_count():
+    # x = {3, 4}, y = {1, 2}: U = 4, the largest possible; exact one-sided p = 1 / C(4, 2) = 1/6.
+    assert gate.mann_whitney_greater([3, 4], [1, 2]) == pytest.approx(1 / 6, abs=0.08)  # normal approximation
+    assert gate.mann_whitney_greater([1, 2], [3, 4]) > 0.8
+    assert gate.mann_whitney_greater([5] * 10, [5] * 10) == 0.5  # all tied: no evidence either way
+
+
+@pytest.mark.parametrize("cv", [0.02, 0.05])
+def test_a_a_comparisons_raise_no_alarm_in_20_runs(cv):
+    rng = random.Random(1)
+    alarms = sum(v.status != "unchanged"
+                 for _ in range(20) for v in gate.gate(run_doc(suite(rng, cv)), run_doc(suite(rng, cv, n=200))))
+    assert alarms == 0
+
+
+@pytest.mark.parametrize("cv", [0.02, 0.05])
+def test_a_planted_5_percent_slowdown_is_caught_in_at_least_19_of_20_runs(cv):
+    rng = random.Random(2)
+    caught = 0
+    for _ in range(20):
+        base = run_doc([entry("k", 1e-4, cv, rng)])
+        cur = run_doc([entry("k", 1.05e-4, cv, rng, n=200)])
+        caught += gate.gate(base, cur)[0].status == "regressed"
+    assert caught >= 19
+
+
+def test_a_significant_but_tiny_shift_is_not_a_regression():
+    rng = random.Random(3)
+    base = run_doc([entry("k", 1e-4, 0.002, rng, n=2000)])
+    cur = run_doc([entry("k", 1.01e-4, 0.002, rng, n=2000)])  # 1 %: p ~ 0, but below the 3 % minimum effect
+    v = gate.gate(base, cur)[0]
+    assert v.status == "unchanged" and v.p_value < 1e-6
+
+
+def test_improvements_missing_new_and_flagged_entries_are_reported_with_reasons():
+    rng = random.Random(4)
+    base = run_doc([entry("fast", 1e-4, 0.02, rng), entry("gone", 1e-4, 0.02, rng),
+                    entry("bad", 1e-4, 0.02, rng, measurement_error=1.0)])
+    cur = run_doc([entry("fast", 0.9e-4, 0.02, rng), entry("bad", 1e-4, 0.02, rng), entry("new", 1e-4, 0.02, rng)])
+    by = {v.name: v for v in gate.gate(base, cur)}
+    assert by["fast"].status == "improved"
+    assert (by["gone"].status, by["gone"].reason) == ("not compared", "missing in the current run")
+    assert by["new"].status == "not compared" and "new" in by["new"].reason
+    assert by["bad"].status == "not compared" and "measurement error" in by["bad"].reason
+
+
+def test_a_change_of_gpu_class_alone_is_not_a_regression():
+    # A memory-bound kernel at 80 % of a 1 TB/s copy moves to a GPU with twice the bandwidth: it gets faster in the
+    # way the model expects (the 2-norm split: limit halves, the on-chip part stays), with 3 % CV noise.
+    rng = random.Random(5)
+    nbytes = 2.0**28
+    limit_a, limit_b = nbytes / 1e12, nbytes / 2e12
+    t_a = limit_a / 0.8
+    t_b = math.hypot(limit_b, math.sqrt(t_a**2 - limit_a**2))
+    fast_curve = [dict(c, seconds=c["seconds"] / 2) for c in CURVE]
+    base = run_doc([entry("k", t_a, 0.03, rng, bytes=nbytes)], gpu="A")
+    cur = run_doc([entry("k", t_b, 0.03, rng, bytes=nbytes)], gpu="B",
+                  probes={"dram_copy_gbs": 2000.0, "tc_fp16_tflops": 100.0, "launch_us": 2.0, "sm_clock_mhz": 1000.0,
+                          "copy_curve": fast_curve})
+    assert gate.gate(base, cur)[0].status == "unchanged"
+    slow = run_doc([entry("k", t_a, 0.03, rng, bytes=nbytes)], gpu="B", probes=cur["probes"])  # no faster at all
+    assert gate.gate(base, slow)[0].status == "regressed"
+
+
+def test_the_real_baselines_across_h100_and_h200_show_no_regression_either_way(capsys):
+    h100 = os.path.join(BASELINES, "nvidia-h100-80gb-hbm3.json")
+    h200 = os.path.join(BASELINES, "nvidia-h200.json")
+    for base, cur in ((h100, h200), (h200, h100)):
+        verdicts = gate.gate(results.load(base), results.load(cur))
+        assert not [v.name for v in verdicts if v.status == "regressed"]
+        assert sum(v.status == "unchanged" for v in verdicts) >= 150
+    assert main(["gate", "--baseline", h100, "--current", h200]) == 0
+
+
+def test_the_cli_exits_1_on_a_regression_and_2_on_bad_input(tmp_path, capsys):
+    import json
+    rng = random.Random(6)
+    for name, doc in (("base", run_doc([entry("k", 1e-4, 0.02, rng)])), ("cur", run_doc([entry("k", 1.2e-4, 0.02, rng)]))):
+        doc.pop("_path")
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    assert main(["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]) == 1
+    assert "k " in capsys.readouterr().out
+    (tmp_path / "broken.json").write_text("{")
+    assert main(["gate", "--baseline", str(tmp_path / "broken.json"), "--current", str(tmp_path / "cur.json")]) == 2
+    assert "broken.json: not readable JSON" in capsys.readouterr().err
