@@ -5,7 +5,7 @@ bodies go through perf/cpu_bench.h (only qh_callgrind_region() is counted: setup
 
 usage: perf/cpu_instructions.py BINARY --out FILE.json [--filter REGEX]
 
-Writes {"binary", "valgrind", "benchmarks": {name: instructions_per_call}} atomically. Each benchmark runs in its
+Writes {"binary", "valgrind", "filter", "benchmarks": {name: instructions_per_call}} atomically. Each benchmark runs in its
 own valgrind process (a few seconds to a minute each).
 """
 import argparse
@@ -65,7 +65,8 @@ def main():
     names = list_benchmarks(args.binary, args.filter)
     if not names:
         fail(f"no benchmark of {args.binary} matches {args.filter!r}")
-    result = {"binary": os.path.basename(args.binary), "valgrind": version.stdout.strip(), "benchmarks": {}}
+    result = {"binary": os.path.basename(args.binary), "valgrind": version.stdout.strip(), "filter": args.filter,
+              "benchmarks": {}}
     with tempfile.TemporaryDirectory() as workdir:
         for i, name in enumerate(names, 1):
             result["benchmarks"][name] = count(args.binary, name, workdir)

@@ -6,6 +6,8 @@
                                       write a committed baseline (fixtures/baselines/): trimmed, with provenance
   gate --baseline B.json --current C.json [--min-effect 0.03] [--alpha 0.001] [--model-error 0.11]
                                       per benchmark: regressed / improved / unchanged / not compared (qh_report.gate)
+  instructions --baseline B.json --current C.json [--max-increase 0.02]
+                                      CPU instruction counts (perf/cpu_instructions.py) against a baseline
 
 Exit status: 0 done (gate: no regression), 1 gate: a regression, 2 bad input (the message names the file and what
 is wrong).
@@ -14,7 +16,7 @@ import argparse
 import math
 import sys
 
-from . import baseline, gate, model, results
+from . import baseline, gate, instructions, model, results
 
 
 def print_model(doc_a, doc_b, exponent):
@@ -45,6 +47,15 @@ def print_gate(verdicts):
     return 1 if counts["regressed"] else 0
 
 
+def print_instructions(rows, max_increase):
+    for name, status, ratio in rows:
+        shown = "" if ratio is None else f"{ratio - 1:+.2%}"
+        print(f"{name[:70]:70s} {status:13s} {shown:>8s}")
+    regressed = [r for r in rows if r[1] == "regressed"]
+    print(f"{len(regressed)} above +{max_increase:.0%} instructions per call of {len(rows)} benchmarks")
+    return 1 if regressed else 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m qh_report", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -63,10 +74,18 @@ def main(argv=None):
     g.add_argument("--min-effect", type=float, default=gate.MIN_EFFECT)
     g.add_argument("--alpha", type=float, default=gate.ALPHA)
     g.add_argument("--model-error", type=float, default=gate.MODEL_ERROR)
+    c = sub.add_parser("instructions", help="CPU instruction counts against a baseline; exit 1 on an increase")
+    c.add_argument("--baseline", required=True)
+    c.add_argument("--current", required=True)
+    c.add_argument("--max-increase", type=float, default=instructions.MAX_INCREASE)
     args = ap.parse_args(argv)
     try:
         if args.command == "model":
             print_model(results.load(args.a), results.load(args.b), args.exponent)
+        elif args.command == "instructions":
+            rows = instructions.compare(instructions.load_counts(args.baseline), instructions.load_counts(args.current),
+                                        args.max_increase)
+            return print_instructions(rows, args.max_increase)
         elif args.command == "gate":
             return print_gate(gate.gate(results.load(args.baseline), results.load(args.current), args.min_effect,
                                         args.alpha, args.model_error))
