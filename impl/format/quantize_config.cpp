@@ -292,6 +292,10 @@ std::vector<DynamicRule> read_dynamic(const json& v, const std::string& source) 
     }
     rules.push_back(std::move(rule));
   }
+  // GPTQModel's __post_init__ moves "-:" rules ahead of the others (file order kept within each kind); the writer
+  // writes them in that order, so reading the same normalization keeps a write/read round trip exact
+  // (fuzz_configs found a skip rule after an override coming back reordered).
+  std::stable_partition(rules.begin(), rules.end(), [](const DynamicRule& r) { return r.skip; });
   return rules;
 }
 

@@ -64,7 +64,7 @@ struct QuantizeConfig {
   std::string uri;                     // meta.uri; "" = not written
   std::optional<std::string> model_name_or_path;    // AutoGPTQ
   std::optional<std::string> model_file_base_name;  // AutoGPTQ: weights file name without ".safetensors"
-  std::vector<DynamicRule> dynamic;                 // in file order
+  std::vector<DynamicRule> dynamic;                 // "-:" rules first, then the others, each in file order
   // transformers' modules_to_not_convert (bitsandbytes' llm_int8_skip_modules reads into it too).
   std::vector<std::string> modules_to_not_convert;
   // Keys this reader does not interpret, key -> compact JSON text, written back unchanged (transformers' use_exllama,
