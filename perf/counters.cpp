@@ -13,13 +13,19 @@ Measurement run(benchmark::State& state, const std::function<void()>& call, cons
     return m;
   }
   for (auto _ : state) {
-    m = measure(call, policy);
+    try {
+      m = measure(call, policy);
+    } catch (const std::exception& e) {  // throttled throughout, a CUDA error: the benchmark fails, with the reason
+      state.SkipWithError(e.what());
+      break;
+    }
     state.SetIterationTime(m.time.median);
   }
   return m;
 }
 
 void report(benchmark::State& state, const Measurement& m, const Work& work, const Measurement* cublas) {
+  if (state.error_occurred() || m.seconds.empty()) return;
   const Probes& p = probes();
   const double t = m.time.median;
   auto& c = state.counters;

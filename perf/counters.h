@@ -29,7 +29,9 @@ struct Work {
 };
 
 // One Google Benchmark iteration whose time (manual time) is the median of measure(call, policy). Register the
-// benchmark with ->UseManualTime()->Iterations(1); any other iteration count skips it with that message.
+// benchmark with ->UseManualTime()->Iterations(1); any other iteration count skips it with that message. A
+// measurement that throws (every sample throttled, a CUDA error) fails the benchmark with its message; report()
+// then adds nothing.
 Measurement run(benchmark::State& state, const std::function<void()>& call, const Policy& policy = default_policy());
 
 void report(benchmark::State& state, const Measurement& m, const Work& work, const Measurement* cublas = nullptr);
