@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything qharness needs on a fresh machine of our kind (Debian, root, nvcc 13 present), idempotently:
-# Debian packages, then a Python venv (torch/LibTorch, numpy, safetensors, matplotlib, pytest) kept outside the
-# clone and keyed by the hash of ci/requirements.txt. On a ready machine it only checks, in a few seconds.
+# Debian packages (build tools, test frameworks, valgrind, clang for fuzzing, chromium for the report test), then a
+# Python venv (torch/LibTorch, numpy, safetensors, matplotlib, pytest) kept outside the clone and keyed by the hash
+# of ci/requirements.txt. On a ready machine it only checks, in a few seconds.
 # Prints `QH_VENV=<path>` last. `ci/bootstrap.sh --venv-path` only prints that path (installs nothing).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,8 +15,9 @@ if [ "${1:-}" = "--venv-path" ]; then
   exit 0
 fi
 
+# chromium + a font: the report test renders report.html headless and screenshots it (reports/tests/test_html.py).
 debs=(cmake ninja-build nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev ccache valgrind
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev chromium fonts-dejavu-core)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

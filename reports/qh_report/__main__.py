@@ -8,15 +8,20 @@
                                       per benchmark: regressed / improved / unchanged / not compared (qh_report.gate)
   instructions --baseline B.json --current C.json [--max-increase 0.02]
                                       CPU instruction counts (perf/cpu_instructions.py) against a baseline
+  html CURRENT.json [OTHER.json ...] [--baselines DIR] [--out DIR]
+                                      merge the runs (the first is the current one; others and every committed
+                                      baseline in --baselines beside it) into DIR/report.html and
+                                      DIR/summary.json (qh_report.html; default DIR: the first file's directory)
 
 Exit status: 0 done (gate: no regression), 1 gate: a regression, 2 bad input (the message names the file and what
 is wrong).
 """
 import argparse
 import math
+import os
 import sys
 
-from . import baseline, gate, instructions, model, results
+from . import baseline, gate, html, instructions, model, results, runs
 
 
 def print_model(doc_a, doc_b, exponent):
@@ -78,9 +83,18 @@ def main(argv=None):
     c.add_argument("--baseline", required=True)
     c.add_argument("--current", required=True)
     c.add_argument("--max-increase", type=float, default=instructions.MAX_INCREASE)
+    h = sub.add_parser("html", help="report.html + summary.json for one or more runs")
+    h.add_argument("inputs", nargs="+", metavar="RESULTS.json")
+    h.add_argument("--out", help="output directory (default: the first file's directory)")
+    h.add_argument("--baselines", help="a directory of committed baselines (fixtures/baselines) to add")
     args = ap.parse_args(argv)
     try:
-        if args.command == "model":
+        if args.command == "html":
+            out = args.out or os.path.dirname(os.path.abspath(args.inputs[0]))
+            paths = args.inputs + (runs.baseline_files(args.baselines) if args.baselines else [])
+            report, summary = html.write(runs.load_runs(paths), out)
+            print(f"wrote {report} and {summary}")
+        elif args.command == "model":
             print_model(results.load(args.a), results.load(args.b), args.exponent)
         elif args.command == "instructions":
             rows = instructions.compare(instructions.load_counts(args.baseline), instructions.load_counts(args.current),
@@ -94,6 +108,9 @@ def main(argv=None):
             print(f"wrote {args.output}")
     except results.ResultsError as e:
         print(f"qh_report: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an output directory or file that cannot be written
+        print(f"qh_report: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     return 0
 

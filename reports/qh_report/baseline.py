@@ -3,9 +3,8 @@ reports and the gate read, with provenance. Samples are thinned to at most MAX_S
 the run (order kept), so a file stays under the fixtures' 1 MB limit; the median and counters are the run's own."""
 import datetime
 import json
-import os
 
-from . import results
+from . import atomic, results
 
 MAX_SAMPLES = 64
 KEEP_TOP = ("schema_version", "tool", "environment", "probes")
@@ -40,19 +39,5 @@ def make(doc, command, note=""):
 
 
 def write_atomically(path, doc):
-    """Temp file + fsync + rename (like the C++ writers): readers see the old or the new file, never a partial one.
-    The temp is created like any file (umask applies); an existing destination's mode is kept."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "x") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.exists(path):
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """The baseline as indented JSON, written atomically (qh_report.atomic)."""
+    atomic.write_text(path, json.dumps(doc, indent=1) + "\n")
