@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: bootstrap, build, and run `qharness run` on the built-in fixtures. Writes
-# reports/out/results.json; extra arguments go to `qharness run` (e.g. --device cpu).
+# reports/out/results.json, reports/out/report.html and summary.json; extra arguments go to `qharness run`
+# (e.g. --device cpu).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source ci/lib.sh

@@ -17,6 +17,7 @@
 #include "impl/cli/checkpoint_fixtures.h"
 #include "impl/cli/convert_command.h"
 #include "impl/cli/quantize_command.h"
+#include "impl/cli/report_command.h"
 #include "impl/cli/verify_command.h"
 #include "impl/core/errors.h"
 #include "impl/model/layers.h"
@@ -219,6 +220,26 @@ TEST(CliBench, MergesEntriesByNameAndBinary) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("--set takes quick or full"), std::string::npos) << e.what();
   }
+}
+
+// `qharness report`, `qharness gate` and the end of `qharness run` reach this tree's qh_report through the build's
+// Python: a report beside the committed baselines, an A/A gate that passes, and bad input refused with exit 2 and
+// nothing written (the Python side's rules are pinned by reports/tests; this pins the front).
+TEST(CliReport, FrontsRunQhReport) {
+  TempDir dir;
+  const std::string h100 = cli::baselines_dir() + "/nvidia-h100-80gb-hbm3.json";
+  ASSERT_EQ(cli::write_report({h100}, dir.file("with"), /*with_baselines=*/true), 0);
+  const auto summary = nlohmann::json::parse(testing::read_text(dir.file("with/summary.json")));
+  EXPECT_EQ(summary["runs"].size(), 3u) << summary.dump(1);  // the file itself and both committed baselines
+  EXPECT_TRUE(std::filesystem::exists(dir.file("with/report.html")));
+  ASSERT_EQ(cli::write_report({h100}, dir.file("alone"), /*with_baselines=*/false), 0);
+  EXPECT_EQ(nlohmann::json::parse(testing::read_text(dir.file("alone/summary.json")))["runs"].size(), 1u);
+  EXPECT_EQ(cli::run_qh_report({"gate", "--baseline", h100, "--current", h100}), 0);
+  const std::string bad = dir.file("bad.json");
+  std::ofstream(bad) << R"({"schema_version": 7, "benchmarks": []})";
+  EXPECT_EQ(cli::write_report({bad}, dir.file("bad"), false), 2);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad/report.html")));
+  EXPECT_EQ(cli::run_qh_report({"gate", "--baseline", bad, "--current", h100}), 2);
 }
 
 }  // namespace

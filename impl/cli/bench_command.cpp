@@ -20,17 +20,19 @@ using nlohmann::ordered_json;
 struct BenchBinary {
   const char* name;
   const char* quick_filter;  // Google Benchmark regex of the quick set
+  bool gpu;                  // its quick cases time on a GPU (they skip without one)
 };
 
 // Every perf/ binary; the GPU ones exist only in CUDA builds. The quick set keeps one case per family at the
 // shapes the speed issues quote.
 const BenchBinary kBinaries[] = {
-    {"qh_format_bench", "safetensors/parse_header/tensors:1024$|gptq/(pack|unpack)/bits:4/"},
+    {"qh_format_bench", "safetensors/parse_header/tensors:1024$|gptq/(pack|unpack)/bits:4/", false},
     {"qh_quant_linear_bench",
      "(marlin/gemm/M:(1|16|256)/K:(4096/N:4096|8192/N:28672)/group:128|cublas/gemm/M:(1|16|256)/K:(4096/N:4096|"
      "8192/N:28672))/bf16:0|gptq/dequant/bits:4/K:4096/N:4096|"
-     "marlin/repack/K:8192/N:28672/act:0"},
-    {"qh_gptq_bench", "gptq/optimized/out:4096/in:4096/act_order:0|gptq/hessian/in:4096/fp64:0"},
+     "marlin/repack/K:8192/N:28672/act:0",
+     true},
+    {"qh_gptq_bench", "gptq/optimized/out:4096/in:4096/act_order:0|gptq/hessian/in:4096/fp64:0", true},
 };
 
 std::string tail_of(const std::string& path, std::size_t max_chars) {
@@ -63,7 +65,7 @@ BenchResults run_benchmarks(const BenchOptions& options, const std::string& bin_
 
   std::vector<const BenchBinary*> present;
   for (const auto& b : kBinaries) {
-    if (fs::exists(bin_dir + "/" + b.name)) present.push_back(&b);
+    if (fs::exists(bin_dir + "/" + b.name) && !(options.cpu_only && b.gpu)) present.push_back(&b);
   }
   BenchResults out;
   Progress progress("bench", present.size());

@@ -15,6 +15,7 @@ struct BenchOptions {
   std::string out_dir = "reports/out";  // JSON and console logs go to OUT/bench/
   std::string set = "quick";            // quick (a representative subset, about a minute on an H100) | full
   std::string filter;                   // a Google Benchmark regex; replaces the set's filters
+  bool cpu_only = false;                // skip the binaries that time on a GPU (qharness run --device cpu)
 };
 
 struct BenchResults {

@@ -12,6 +12,7 @@
 #include "impl/cli/bench_command.h"
 #include "impl/cli/convert_command.h"
 #include "impl/cli/quantize_command.h"
+#include "impl/cli/report_command.h"
 #include "impl/cli/run_command.h"
 #include "impl/cli/verify_command.h"
 #include "impl/core/errors.h"
@@ -28,6 +29,8 @@ commands:
   verify    check a GPTQ checkpoint directory: config, packed tensors, v1/v2 zero points, biases
   convert   convert a GPTQ checkpoint to Marlin (--to marlin)
   bench     run the benchmarks (perf/ binaries) with GPU probes, write bench/results.json
+  report    render results.json files (with the committed GPU baselines) into report.html and summary.json
+  gate      compare a benchmark run with a baseline; exit 1 on a regression
   help      show this text; `qharness <command> --help` shows a command's options
 
 exit status: 0 success, 1 a check failed, 2 bad usage or input (the message says which)
@@ -40,18 +43,48 @@ Runs every conformance suite of this build (the GoogleTest binaries listed in bi
 round-to-nearest, the optimized CUDA path against the reference when a GPU is used), then `quantize` -> `verify` ->
 load on a built-in tiny llama-like checkpoint with biases (gptq symmetric and gptq_v2 asymmetric; files kept in
 DIR/checkpoint/), and merges the checks, the per-layer summaries and the environment (host, CPU, GPUs, CUDA, torch,
-compiler) into DIR/results.json (schema: docs/results.md), then prints a summary. Per-suite console logs and gtest reports are kept in DIR/suites/.
-When a GPU is used, the benchmarks run too (as `qharness bench --set quick`) and their entries and GPU probes are
-merged into results.json; their JSON and logs are kept in DIR/bench/.
+compiler) into DIR/results.json (schema: docs/results.md), then prints a summary. Per-suite console logs and gtest
+reports are kept in DIR/suites/. The quick benchmark set runs too (as `qharness bench --set quick`: on a machine
+without a GPU only its CPU benchmarks) and its entries and GPU probes are merged into results.json; their JSON and
+logs are kept in DIR/bench/. Last, DIR/report.html and DIR/summary.json are written (as `qharness report`), with
+the committed GPU baselines beside this run.
 
 options:
   --out DIR       output directory (default: reports/out)
   --device D      auto (default): GPU cases run when a CUDA device is present and skip with the reason otherwise;
                   cpu: GPU cases skip; cuda: a missing CUDA device fails the GPU cases
-  --bench B       auto (default): the quick set when a GPU is used, none otherwise; none; quick; full
+  --bench B       auto (default): the quick set (CPU benchmarks only when no GPU is used); none; quick; full
   -h, --help      show this text
 
-exit status: 0 every check passed or skipped, 1 a check failed or a suite crashed, 2 bad usage
+exit status: 0 every check passed or skipped, 1 a check failed, a suite crashed or the report failed, 2 bad usage
+)";
+
+constexpr const char* kReportUsage = R"(usage: qharness report RESULTS.json [MORE.json ...] [--out DIR] [--no-baselines]
+
+Merges results.json files (from run, bench, verify, or baselines; the first is the current run) into one
+self-contained DIR/report.html and DIR/summary.json: checks per suite with every failure and skip reason, the GPTQ
+layer table, rooflines against each run's probes, Marlin GEMM against cuBLAS per shape, the cross-GPU model's
+predictions against measured times for every pair of GPU classes, and per-family benchmark tables with the runs
+side by side (docs/reports.md). The committed GPU baselines (fixtures/baselines/) are added unless --no-baselines.
+Runs `python -m qh_report html` with the build's Python (QH_PYTHON overrides it).
+
+options:
+  --out DIR       output directory (default: reports/out)
+  --no-baselines  only the given files
+  -h, --help      show this text
+
+exit status: 0 written, 2 bad input (the message names the file and what is wrong; nothing is written)
+)";
+
+constexpr const char* kGateUsage = R"(usage: qharness gate --baseline B.json --current C.json [--min-effect F] [--alpha P] [--model-error F]
+
+The regression gate for GPU benchmarks (docs/benchmarks.md): per benchmark of either run, regressed, improved,
+unchanged or not compared (and why). Same GPU class: a one-sided Mann-Whitney U test over the runs' samples (p below
+--alpha, default 0.001) and a Hodges-Lehmann shift of at least --min-effect (default 0.03). Different classes: the
+baseline carried to the current GPU by the cross-GPU model, with a band of min-effect + --model-error (default
+0.11, the model's measured p90 error). Runs `python -m qh_report gate` with the build's Python.
+
+exit status: 0 no regression, 1 a regression, 2 bad input (the message names the file and what is wrong)
 )";
 
 constexpr const char* kBenchUsage = R"(usage: qharness bench [--out DIR] [--set quick|full] [--filter REGEX]
@@ -178,6 +211,54 @@ int bench_main(const std::vector<std::string>& args) {
   return qh::cli::bench_command(options, executable_dir());
 }
 
+int report_main(const std::vector<std::string>& args) {
+  std::vector<std::string> inputs;
+  std::string out_dir = "reports/out";
+  bool with_baselines = true;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kReportUsage, stdout);
+      return 0;
+    }
+    if (a == "--out") {
+      if (i + 1 >= args.size()) return usage_error("--out needs a value", kReportUsage);
+      out_dir = args[++i];
+    } else if (a == "--no-baselines") {
+      with_baselines = false;
+    } else if (!a.empty() && a[0] != '-') {
+      inputs.push_back(a);
+    } else {
+      return usage_error("unknown option '" + a + "' for report", kReportUsage);
+    }
+  }
+  if (inputs.empty()) return usage_error("report needs at least one results.json", kReportUsage);
+  return qh::cli::write_report(inputs, out_dir, with_baselines);
+}
+
+// The gate's options are qh_report's own; they pass through unchanged after a check of their names.
+int gate_main(const std::vector<std::string>& args) {
+  bool baseline = false, current = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kGateUsage, stdout);
+      return 0;
+    }
+    if (a != "--baseline" && a != "--current" && a != "--min-effect" && a != "--alpha" && a != "--model-error") {
+      return usage_error("unknown option '" + a + "' for gate", kGateUsage);
+    }
+    if (i + 1 >= args.size()) return usage_error(a + " needs a value", kGateUsage);
+    baseline |= a == "--baseline";
+    current |= a == "--current";
+    ++i;
+  }
+  if (!baseline || !current) return usage_error("gate needs --baseline and --current", kGateUsage);
+  std::vector<std::string> forwarded = {"gate"};
+  forwarded.insert(forwarded.end(), args.begin(), args.end());
+  return qh::cli::run_qh_report(forwarded);
+}
+
 bool is_flag(const std::string& a, const char* name) { return a == name; }
 
 int quantize_main(const std::vector<std::string>& args) {
@@ -292,6 +373,8 @@ int main(int argc, char** argv) {
     if (command == "verify") return verify_main(args);
     if (command == "convert") return convert_main(args);
     if (command == "bench") return bench_main(args);
+    if (command == "report") return report_main(args);
+    if (command == "gate") return gate_main(args);
     return usage_error("unknown command '" + command + "'", kUsage);
   } catch (const qh::Error& e) {
     std::fprintf(stderr, "qharness %s: error: %s\n", command.c_str(), e.what());

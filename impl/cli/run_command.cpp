@@ -8,6 +8,7 @@
 #include "impl/cli/checkpoint_fixtures.h"
 #include "impl/cli/environment.h"
 #include "impl/cli/gptq_fixtures.h"
+#include "impl/cli/report_command.h"
 #include "impl/cli/suites.h"
 #include "impl/core/atomic_file.h"
 #include "impl/core/errors.h"
@@ -59,10 +60,10 @@ int run_command(const RunOptions& options, const std::string& bin_dir) {
   run_gptq_fixtures(options.device, checks, layers);
   run_checkpoint_fixtures(options.out_dir, checks, layers);
   BenchResults bench;
-  const bool gpu_used = options.device != "cpu" && gpu_present();
-  const std::string bench_set = options.bench == "auto" ? (gpu_used ? "quick" : "none") : options.bench;
+  const std::string bench_set = options.bench == "auto" ? "quick" : options.bench;
   if (bench_set != "none") {
-    bench = run_benchmarks({.out_dir = options.out_dir, .set = bench_set}, bin_dir);
+    // Without a GPU the GPU binaries skip their cases and only the CPU benchmarks report.
+    bench = run_benchmarks({.out_dir = options.out_dir, .set = bench_set, .cpu_only = options.device == "cpu"}, bin_dir);
     for (const auto& f : bench.failures) {
       checks.push_back({{"name", "bench/" + f["binary"].get<std::string>()},
                         {"suite", "qharness.bench"},
@@ -93,7 +94,10 @@ int run_command(const RunOptions& options, const std::string& bin_dir) {
                   c["message"].get<std::string>().c_str());
     }
   }
-  return (summary["fail"].get<int>() + summary["error"].get<int>()) == 0 ? 0 : 1;
+  std::fflush(stdout);  // the report's own output follows this summary
+  const int report_rc = write_report({path}, options.out_dir, /*with_baselines=*/true);
+  if (report_rc != 0) std::printf("qharness run: the report failed (exit %d); results.json is complete\n", report_rc);
+  return (summary["fail"].get<int>() + summary["error"].get<int>()) == 0 && report_rc == 0 ? 0 : 1;
 }
 
 }  // namespace qh::cli

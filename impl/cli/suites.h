@@ -24,8 +24,9 @@ struct SuiteRun {
   std::string gtest_json_path;  // where it was asked to write its report
 };
 
-// Runs args[0] with args[1..], the environment plus `env`, stdout + stderr to `console_path`; returns the exit
-// status (128 + signal when killed by one). Throws IoError naming the program when it cannot start.
+// Runs args[0] with args[1..], the environment plus `env`, stdout + stderr to `console_path` (an empty path keeps
+// this process's stdout and stderr); returns the exit status (128 + signal when killed by one). Throws IoError
+// naming the program when it cannot start.
 int run_process(const std::vector<std::string>& args, const std::string& console_path,
                 const std::map<std::string, std::string>& env);
 
