@@ -311,14 +311,33 @@ TEST(GpuMarlinGemm, ConvertedCheckpointForwardUsesTheGemm) {
   }
 }
 
-// Without a device the GEMM refuses with the reason (CPU tensors have the reference path in MarlinLinear).
-TEST(MarlinGemm, CpuInputIsRefusedWithTheReason) {
-  const Case c{4, 64, 64, -1, false, false, at::kHalf};
-  const Layer layer = make_layer(c, c10::Device(c10::kCPU), 1);
-  const at::Tensor x = random_input(c, c10::Device(c10::kCPU));
-  const auto call = [&] { gemm(x, layer.weights, "model.layers.0.mlp.up_proj"); };
-  expect_refused<ConfigError>(call, "model.layers.0.mlp.up_proj");
-  expect_refused<ConfigError>(call, "CUDA");
+// The CPU reference of the GEMM (what the torch op's CPU kernel runs) against the same float64 reference and bound
+// as the kernel: row counts of each tile, groups, act-order, bias, both dtypes and a padded shape.
+TEST(MarlinGemm, CpuReferenceMatchesFloat64) {
+  const c10::Device cpu(c10::kCPU);
+  for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+    for (const Case& shape : {Case{1, 256, 128, 128}, Case{17, 320, 2736 / 16, 64}, Case{33, 40, 80, -1}}) {
+      for (bool act_order : {false, true}) {
+        Case c = shape;
+        c.act_order = act_order;
+        c.bias = act_order;
+        c.dtype = dtype;
+        const Layer layer = make_layer(c, cpu, 11);
+        const at::Tensor x = random_input(c, cpu);
+        expect_matches_reference(gemm(x, layer.weights, "test"), x, layer, c);
+      }
+    }
+  }
+}
+
+// A perm that is not a permutation would read some inputs twice and others never: refused by the CPU path (the
+// checkpoint verifier refuses it before the GPU path sees it).
+TEST(MarlinGemm, CpuReferenceRefusesAPermThatIsNotAPermutation) {
+  const Case c{4, 64, 64, 32, true, false, at::kHalf};
+  Layer layer = make_layer(c, c10::Device(c10::kCPU), 1);
+  layer.weights.perm = at::zeros({64}, at::kInt);
+  expect_refused<ConfigError>([&] { gemm(random_input(c, c10::Device(c10::kCPU)), layer.weights, "L"); },
+                              "permutation");
 }
 
 TEST(MarlinGemm, UnsupportedGroupSizeIsRefused) {

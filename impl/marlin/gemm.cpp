@@ -7,6 +7,7 @@
 
 #include "impl/core/errors.h"
 #include "impl/core/shape_text.h"
+#include "impl/marlin/layout.h"
 
 #ifdef QH_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -19,7 +20,6 @@ namespace qh::marlin {
 
 namespace {
 
-#ifdef QH_WITH_CUDA
 bool aligned16(const at::Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 // One stored tensor of the layer: dtype, shape, contiguity, device and 16-byte alignment (the kernel reads 16 bytes
@@ -82,8 +82,9 @@ void check_finite(const at::Tensor& t, const std::string& what, const std::strin
   }
 }
 
-at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::string& layer,
-                     const GemmOptions& options) {
+// The layer's tensors against x: B, s, perm (exactly with act-order) and bias. Returns the bias in x's dtype
+// (undefined without one).
+at::Tensor check_weights(const at::Tensor& x, const MarlinWeights& w, const std::string& layer) {
   const MarlinSpec& spec = w.spec;
   check_input(x, spec, layer);
   const c10::Device device = x.device();
@@ -94,15 +95,48 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
                       spec.act_order ? "perm present" : "no perm", w.perm.defined() ? "perm present" : "no perm");
   }
   if (w.perm.defined()) check_tensor(w.perm, layer + ".perm", at::kInt, {spec.in_features}, device);
-  at::Tensor bias;
-  if (w.bias.defined()) {
-    if (w.bias.sizes().vec() != std::vector<std::int64_t>{spec.out_features} || w.bias.device() != device) {
-      throw ShapeError(Where{.tensor = layer + ".bias"}, "the bias has out_features values on the input's device",
-                       "[" + std::to_string(spec.out_features) + "] on " + device.str(),
-                       shape_text(w.bias.sizes()) + " on " + w.bias.device().str());
-    }
-    bias = w.bias.to(x.scalar_type()).contiguous();
+  if (!w.bias.defined()) return {};
+  if (w.bias.sizes().vec() != std::vector<std::int64_t>{spec.out_features} || w.bias.device() != device) {
+    throw ShapeError(Where{.tensor = layer + ".bias"}, "the bias has out_features values on the input's device",
+                     "[" + std::to_string(spec.out_features) + "] on " + device.str(),
+                     shape_text(w.bias.sizes()) + " on " + w.bias.device().str());
   }
+  return w.bias.to(x.scalar_type()).contiguous();
+}
+
+// The CPU reference of the kernel: the weights it multiplies (s (q - 8) rounded once to s's dtype), products
+// accumulated in float32, the bias added, one rounding to x's dtype.
+at::Tensor gemm_reference(const at::Tensor& x, const MarlinWeights& w, const std::string& layer,
+                          const GemmOptions& options) {
+  const at::Tensor bias = check_weights(x, w, layer);
+  if (w.perm.defined()) {
+    const at::Tensor sorted = std::get<0>(w.perm.to(at::kLong).sort());
+    if (!sorted.equal(at::arange(w.spec.in_features, sorted.options()))) {
+      throw ConfigError(Where{.tensor = layer + ".perm"}, "perm is a permutation of the inputs",
+                        "each of 0 .. " + std::to_string(w.spec.in_features - 1) + " once", "repeated or missing values");
+    }
+  }
+  if (options.check_finite) check_finite(x, "the GEMM's input must be finite", layer, "");
+  const std::int64_t m = x.numel() / w.spec.in_features;
+  at::Tensor y = x.reshape({m, w.spec.in_features}).to(at::kFloat).matmul(dequantize(w).to(at::kFloat));
+  if (bias.defined()) y = y + bias.to(at::kFloat);
+  y = y.to(x.scalar_type());
+  if (options.check_finite) {
+    check_finite(y, "the GEMM's output must be finite (its input was)", layer,
+                 x.scalar_type() == at::kHalf ? ": the products overflow fp16 (|y| > 65504); run the layer in bf16"
+                                              : ": the products overflow bf16");
+  }
+  std::vector<std::int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = w.spec.out_features;
+  return y.reshape(out_shape);
+}
+
+#ifdef QH_WITH_CUDA
+at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::string& layer,
+                     const GemmOptions& options) {
+  const MarlinSpec& spec = w.spec;
+  const c10::Device device = x.device();
+  const at::Tensor bias = check_weights(x, w, layer);
 
   const std::int64_t m = x.numel() / spec.in_features;
   kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, spec.out_features, spec.in_features,
@@ -173,15 +207,33 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
 
 }  // namespace
 
+at::Tensor dequantize(const MarlinWeights& w) {
+  const MarlinSpec& spec = w.spec;
+  const std::int64_t k = spec.in_features, n = spec.out_features, kp = spec.k_padded(), np = spec.n_padded();
+  const at::Tensor codes = unpack_weights(w.b.cpu(), kp, np, "").to(at::kFloat);  // rows in perm order
+  const bool grouped = spec.group_size != -1;
+  const at::Tensor s = unpermute_scales(w.s.cpu(), grouped, "").to(at::kFloat);
+  const at::Tensor rows = grouped ? s.repeat_interleave(spec.group_size, 0) : s.expand({kp, np});  // (kp, np)
+  // Symmetric 4-bit: zero point 8. B's first K rows are the real inputs (in perm order), the rest padding.
+  at::Tensor out = (rows * (codes - 8)).narrow(0, 0, k).narrow(1, 0, n).to(w.s.scalar_type());
+  if (spec.act_order) {
+    at::Tensor original = at::empty_like(out);
+    original.index_copy_(0, w.perm.cpu().to(at::kLong), out);  // row i of B is input perm[i]
+    out = original;
+  }
+  return out.contiguous().to(w.b.device());
+}
+
 at::Tensor gemm(const at::Tensor& x, const MarlinWeights& w, const std::string& layer, const GemmOptions& options) {
   w.spec.validate(layer);
   if (!w.spec.group_size_supported()) {
     throw ConfigError(Where{.layer = layer}, "the Marlin GEMM supports group sizes -1, 32, 64 and 128",
                       "-1, 32, 64 or 128", "group_size = " + std::to_string(w.spec.group_size));
   }
+  if (x.device().is_cpu()) return gemm_reference(x, w, layer, options);
   if (!x.device().is_cuda()) {
-    throw ConfigError(Where{.layer = layer}, "the Marlin GEMM runs on a CUDA device (MarlinLinear::forward has the "
-                      "CPU reference)", "cuda", x.device().str());
+    throw ConfigError(Where{.layer = layer}, "the Marlin GEMM runs on the CPU (reference) or a CUDA device", "cpu or cuda",
+                      x.device().str());
   }
 #ifdef QH_WITH_CUDA
   return gemm_cuda(x, w, layer, options);

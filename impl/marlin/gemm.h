@@ -25,9 +25,15 @@ struct MarlinWeights {
   at::Tensor b, s, perm, bias;
 };
 
-// x (..., K) fp16 or bf16, contiguous, on the CUDA device of the weights, with s in x's dtype -> (..., N) in x's
-// dtype. Refused before any launch: a CPU tensor or a build without CUDA, other dtypes, wrong or non-contiguous
-// shapes, misaligned data, no rows, unsupported group sizes, an act-order layer without perm (and the reverse).
+// x (..., K) fp16 or bf16, contiguous, on the device of the weights, with s in x's dtype -> (..., N) in x's dtype.
+// On a CUDA device the kernel; on the CPU its reference (dequantize below, float32 products and sums, the bias, one
+// rounding), which also checks that perm is a permutation. Refused before any launch: a CUDA tensor in a build
+// without CUDA, other devices and dtypes, wrong or non-contiguous shapes, misaligned data, no rows, unsupported
+// group sizes, an act-order layer without perm (and the reverse).
 at::Tensor gemm(const at::Tensor& x, const MarlinWeights& w, const std::string& layer, const GemmOptions& options = {});
+
+// W (K, N) in the original input order, in s's dtype on B's device, padding sliced off: s (q - 8) rounded once,
+// what the kernel multiplies. Assumes tensors of the layout's shapes (gemm checks them).
+at::Tensor dequantize(const MarlinWeights& w);
 
 }  // namespace qh::marlin

@@ -94,19 +94,8 @@ MarlinLinear::MarlinLinear(const MarlinSpec& spec, bool bias, const at::TensorOp
 }
 
 at::Tensor MarlinLinear::dequantize() const {
-  const std::int64_t k = spec_.in_features, n = spec_.out_features, kp = spec_.k_padded(), np = spec_.n_padded();
-  const at::Tensor codes = unpack_weights(tensor("B"), kp, np, "").to(at::kFloat);  // rows in perm order
-  const bool grouped = spec_.group_size != -1;
-  const at::Tensor s = unpermute_scales(tensor("s").cpu(), grouped, "").to(at::kFloat);
-  const at::Tensor rows = grouped ? s.repeat_interleave(spec_.group_size, 0) : s.expand({kp, np});  // (kp, np)
-  // Symmetric 4-bit: zero point 8. B's first K rows are the real inputs (in perm order), the rest padding.
-  at::Tensor w = (rows * (codes - 8)).narrow(0, 0, k).narrow(1, 0, n).to(tensor("s").scalar_type());
-  if (spec_.act_order) {
-    at::Tensor original = at::empty_like(w);
-    original.index_copy_(0, tensor("perm").cpu().to(at::kLong), w);  // row i of B is input perm[i]
-    w = original;
-  }
-  return w.contiguous().to(tensor("B").device());
+  const auto optional = [this](const char* name) { return slot(name) ? slot(name)->value : at::Tensor(); };
+  return marlin::dequantize(MarlinWeights{spec_, tensor("B"), tensor("s"), optional("perm"), optional("bias")});
 }
 
 at::Tensor MarlinLinear::forward(const at::Tensor& x) const {

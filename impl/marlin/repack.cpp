@@ -31,6 +31,13 @@ at::Tensor repack_gptq_qweight(const at::Tensor& qweight, const at::Tensor& perm
     throw ShapeError(Where{.tensor = layer + ".perm"}, "the act-order permutation has one int32 entry per input",
                      std::to_string(k) + " int32", std::to_string(perm.numel()) + " " + c10::toString(perm.scalar_type()));
   }
+  if (perm.defined()) {  // the kernel gathers rows by perm: an entry outside 0 .. K-1 would read past qweight
+    const std::int64_t low = perm.min().item<std::int64_t>(), high = perm.max().item<std::int64_t>();
+    if (low < 0 || high >= k) {
+      throw ShapeError(Where{.tensor = layer + ".perm"}, "perm names input rows", "0 .. " + std::to_string(k - 1),
+                       std::to_string(low) + " .. " + std::to_string(high));
+    }
+  }
   if (qweight.device().is_cpu()) {
     const quant_linear::QuantSpec spec{k, n, 4, -1, true, false, quant_linear::ZeroFormat::V1};
     at::Tensor codes = quant_linear::unpack_codes(qweight, spec, layer);  // (K, N)

@@ -121,6 +121,13 @@ PackedWeights pack(const at::Tensor& codes, const at::Tensor& zeros, const at::T
                        std::to_string(zero_points.min().item<int>()) + " .. " +
                            std::to_string(zero_points.max().item<int>()));
   }
+  const at::Tensor code_values = codes.to(at::kCPU).to(at::kLong);
+  if (code_values.min().item<std::int64_t>() < 0 || code_values.max().item<std::int64_t>() > spec.maxq()) {
+    throw NumericError(Where{.tensor = tensor_name(layer, "codes")}, "codes lie on the integer grid (a code outside it "
+                       "would spill into its neighbours' bits)", "0 .. " + std::to_string(spec.maxq()),
+                       std::to_string(code_values.min().item<std::int64_t>()) + " .. " +
+                           std::to_string(code_values.max().item<std::int64_t>()));
+  }
   PackedWeights out;
   out.qweight = words_tensor(format::pack_qweight(small_ints(codes, true), k, n, spec.bits), spec.qweight_rows(), n);
   // Pack the zero points as v2 (as they are), then let the field-by-field conversion make v1 and refuse a zero of 0.
