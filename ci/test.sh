@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # README command 2 (and CI's): bootstrap, build, every ctest case (GPU cases skip with their reason when there is no
-# GPU), the SASS check of every shipped kernel (sm_80 and sm_90a, ci/check_sass.py), pytest for ci/ and reports/,
-# the CPU instruction-count gate, a short libFuzzer pass (ci/fuzz.sh), then the CPU suites under ASan + UBSan (ci/sanitize.sh). Each stage has a
-# time budget; CI's whole limit is 90 minutes (about 25 with a warm ccache on 2 cores; the two sanitizer builds are
-# what a cold cache pays for).
+# GPU), the SASS check of every shipped kernel (sm_80 and sm_90a, ci/check_sass.py), pytest for ci/, reports/ and
+# the Python package, the CPU instruction-count gate, a short libFuzzer pass (ci/fuzz.sh), then the CPU suites under
+# ASan + UBSan (ci/sanitize.sh). Each stage has a time budget; CI's whole limit is 90 minutes (about 25 with a warm
+# ccache on 2 cores; a cold cache pays for the three builds).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source ci/lib.sh
@@ -12,7 +12,9 @@ stage ctest 1200 ctest --preset default -j "$(nproc)"
 if [ -f build/default/kernels/libqh_kernels.a ]; then
   stage sass 300 python ci/check_sass.py build/default/kernels/libqh_kernels.a --arch sm_80 --arch sm_90a
 fi
-stage pytest 600 python -m pytest -q ci/tests $([ -d reports/tests ] && echo reports/tests)
+# pytest: the ci scripts, reports (the HTML report rendered by headless Chromium) and the Python package over
+# libqh_ops.so (impl/ops/python/tests; its CUDA cases skip with the reason without a GPU).
+stage pytest 900 python -m pytest -q ci/tests reports/tests impl/ops/python/tests
 # CPU performance without a GPU: instructions per call of torch-free benchmarks under callgrind (exact for one build,
 # so +2 % is a real change, docs/benchmarks.md) against the committed baseline.
 QH_INSTRUCTION_FILTER='safetensors/parse_header/tensors:(16|1024)$|gptq/(pack|unpack)/bits:(3|4)/'
