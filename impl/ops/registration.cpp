@@ -41,7 +41,10 @@ TORCH_LIBRARY(qharness, m) {
         "int group_size=-1, bool check_finite=True, str layer=\"\") -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(qharness, CPU, m) {
+namespace {
+
+// The CPU and the CUDA key run the same functions: the library picks the device path from the tensors.
+void device_kernels(torch::Library& m) {
   m.impl("gptq_quantize", &qh::ops::gptq_quantize);
   m.impl("pack", &qh::ops::pack);
   m.impl("unpack", &qh::ops::unpack);
@@ -50,14 +53,11 @@ TORCH_LIBRARY_IMPL(qharness, CPU, m) {
   m.impl("marlin_gemm", &qh::ops::marlin_gemm);
 }
 
-TORCH_LIBRARY_IMPL(qharness, CUDA, m) {
-  m.impl("gptq_quantize", &qh::ops::gptq_quantize);
-  m.impl("pack", &qh::ops::pack);
-  m.impl("unpack", &qh::ops::unpack);
-  m.impl("dequantize", &qh::ops::dequantize);
-  m.impl("marlin_repack", &qh::ops::marlin_repack);
-  m.impl("marlin_gemm", &qh::ops::marlin_gemm);
-}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(qharness, CPU, m) { device_kernels(m); }
+
+TORCH_LIBRARY_IMPL(qharness, CUDA, m) { device_kernels(m); }
 
 TORCH_LIBRARY_IMPL(qharness, Meta, m) {
   m.impl("gptq_quantize", &qh::ops::gptq_quantize_meta);

@@ -159,14 +159,14 @@ def check_counts(checks):
     return c
 
 
+def holding(runs, key):
+    """(run, its non-empty list under `key`) for the runs that have one."""
+    return [(r, r.doc[key]) for r in runs if r.doc.get(key)]
+
+
 def checks_section(page, runs):
     page.add("<h2 id='checks'>Checks</h2>")
-    any_checks = False
-    for r in runs:
-        checks = r.doc.get("checks") or []
-        if not checks:
-            continue
-        any_checks = True
+    for r, checks in holding(runs, "checks"):
         c = check_counts(checks)
         page.add(f"<h3>{esc(r.label)}: <span class='pass'>{c['pass']} passed</span>, <span class='fail'>{c['fail']} "
                  f"failed</span>, <span class='skip'>{c['skip']} skipped</span>, <span class='error'>{c['error']} "
@@ -196,7 +196,7 @@ def checks_section(page, runs):
                  + table(["check", "suite", "status", "seconds"],
                          [[x["name"], x.get("suite", ""), (x.get("status", ""), x.get("status", "")),
                            fmt(x.get("duration_s"))] for x in checks], left=3) + "</details>")
-    if not any_checks:
+    if not holding(runs, "checks"):
         page.add("<p>No run holds checks (benchmark-only files).</p>")
 
 
@@ -206,12 +206,7 @@ LAYER_COLUMNS = ("name", "path", "bits", "group_size", "desc_act", "damp_initial
 
 def layers_section(page, runs):
     page.add("<h2 id='layers'>GPTQ layers</h2>")
-    shown = False
-    for r in runs:
-        layers = r.doc.get("layers") or []
-        if not layers:
-            continue
-        shown = True
+    for r, layers in holding(runs, "layers"):
         page.add(f"<h3>{esc(r.label)}</h3>")
         rows = []
         for lay in layers:
@@ -220,7 +215,7 @@ def layers_section(page, runs):
                 row[7] = (row[7], "skip")
             rows.append(row)
         page.add(table(list(LAYER_COLUMNS), rows, left=2))
-    if not shown:
+    if not holding(runs, "layers"):
         page.add("<p>No run quantized a layer.</p>")
 
 
