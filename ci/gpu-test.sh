@@ -2,8 +2,8 @@
 # Builds and tests on a GPU box (no internet): the `device` preset (sm_90a) against the python3 on PATH (its torch
 # provides LibTorch) and the Debian packages staged by ci/stage-deps.sh in .deps/. Runs every ctest case (GPU
 # cases included, which must not skip: QH_DEVICE=cuda), the Python package's tests (impl/ops/python/tests, CUDA
-# cases included) and `qharness run --device cuda` (which runs the quick benchmark set); logs and results.json go to $OUT when set (the device tool's output folder), else
-# build/device/out.
+# cases included) and `qharness run --device cuda` (which runs the quick benchmark set); logs and results.json go
+# to $OUT when set (the device tool's output folder), else build/device/out.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source ci/lib.sh
