@@ -19,6 +19,7 @@ import base64
 import datetime
 import html
 import json
+import math
 import os
 from collections import OrderedDict
 
@@ -66,22 +67,19 @@ def esc(x):
 
 
 def fmt(x, digits=3):
+    """A table cell for a value: thousands separators from 10^4, `digits` significant digits below."""
     if x is None:
         return ""
     if isinstance(x, bool):
         return "yes" if x else "no"
-    if isinstance(x, int):
-        return str(x)
     if isinstance(x, float):
-        if x != x:
-            return "nan"
-        if x == 0:
-            return "0"
+        if not math.isfinite(x):
+            return str(x)
         if abs(x) >= 1e4:
             return f"{x:,.0f}"
-        if abs(x) < 1e-3:
-            return f"{x:.{digits}g}"
-        return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:,.{max(0, digits - len(str(int(abs(x)))))}f}"
+        if abs(x) >= 1:
+            return f"{x:,.{max(0, digits - len(str(int(abs(x)))))}f}"
+        return f"{x:.{digits}g}"
     return str(x)
 
 
