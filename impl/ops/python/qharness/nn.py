@@ -77,6 +77,9 @@ class QuantLinear(torch.nn.Module):
 
     def dequantize(self):
         """W (K, N) in the scales' dtype."""
+        if torch.compiler.is_compiling():  # the op itself: error translation is Python-side control flow
+            return _raw.dequantize(self.qweight, self.qzeros, self.scales, self.g_idx, self.bits, self.group_size,
+                                   self.desc_act, self.format, self.name)
         return ops.dequantize(self.qweight, self.qzeros, self.scales, self.g_idx, bits=self.bits,
                               group_size=self.group_size, desc_act=self.desc_act, format=self.format,
                               layer=self.name)

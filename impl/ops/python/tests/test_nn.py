@@ -160,3 +160,11 @@ def test_marlin_linear_under_torch_compile(device, backend):
     for rows in (3, 9):
         x = torch.randn(rows, 256, device=device).half()
         assert torch.equal(compiled(x), m(x))
+
+
+def test_quant_linear_under_torch_compile():
+    """QuantLinear's dequantize + matmul in one graph on the CPU (aot_eager), equal to eager."""
+    meta, t = fixture(GPTQMODEL)
+    layer = layer_of(meta, t)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    assert torch.equal(compiled(t["expected.x"]), layer(t["expected.x"]))
