@@ -260,7 +260,7 @@ def benchmarks_section(page, runs):
         cols = metric_columns(entries)
         axis_names = list(OrderedDict.fromkeys(k for axes in by_axes for k, _ in axes))
         header = axis_names + [c[1] for _ in labels for c in cols]
-        groups = [("", len(axis_names))] + [(lab, len(cols)) for lab in labels]
+        groups = ([("", len(axis_names))] if axis_names else []) + [(lab, len(cols)) for lab in labels]
         rows = []
         for axes, per_run in by_axes.items():
             d = dict(axes)

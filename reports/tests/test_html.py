@@ -80,6 +80,11 @@ def test_a_gpu_run_has_no_banner_and_its_own_figures(tmp_path):
     assert "Fewer than two GPU classes" in text
 
 
+def test_a_benchmark_without_axes_gets_a_table_too(tmp_path):
+    text, _, _ = render(tmp_path, [cpu_run(tmp_path, benchmarks=[{"name": "solo", "real_time": 2.0, "time_unit": "us"}])])
+    assert "<h3>solo</h3>" in text and "colspan='0'" not in text
+
+
 def test_unusable_entries_are_listed_not_dropped(tmp_path):
     path = cpu_run(tmp_path, benchmarks=[{"name": "a/zero", "us_median": 0}, {"name": "a/neg", "real_time": -1.0},
                                          {"name": "a/none"}])
