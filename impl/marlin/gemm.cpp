@@ -104,6 +104,19 @@ at::Tensor check_weights(const at::Tensor& x, const MarlinWeights& w, const std:
   return w.bias.to(x.scalar_type()).contiguous();
 }
 
+// Both paths' last step: y (M, N) -> (..., N) in x's leading shape, after the overflow check the options ask for.
+at::Tensor finish_output(const at::Tensor& y, const at::Tensor& x, const MarlinSpec& spec, const std::string& layer,
+                         const GemmOptions& options) {
+  if (options.check_finite) {
+    check_finite(y, "the GEMM's output must be finite (its input was)", layer,
+                 x.scalar_type() == at::kHalf ? ": the products overflow fp16 (|y| > 65504); run the layer in bf16"
+                                              : ": the products overflow bf16");
+  }
+  std::vector<std::int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = spec.out_features;
+  return y.reshape(out_shape);
+}
+
 // The CPU reference of the kernel: the weights it multiplies (s (q - 8) rounded once to s's dtype), products
 // accumulated in float32, the bias added, one rounding to x's dtype.
 at::Tensor gemm_reference(const at::Tensor& x, const MarlinWeights& w, const std::string& layer,
@@ -120,15 +133,7 @@ at::Tensor gemm_reference(const at::Tensor& x, const MarlinWeights& w, const std
   const std::int64_t m = x.numel() / w.spec.in_features;
   at::Tensor y = x.reshape({m, w.spec.in_features}).to(at::kFloat).matmul(dequantize(w).to(at::kFloat));
   if (bias.defined()) y = y + bias.to(at::kFloat);
-  y = y.to(x.scalar_type());
-  if (options.check_finite) {
-    check_finite(y, "the GEMM's output must be finite (its input was)", layer,
-                 x.scalar_type() == at::kHalf ? ": the products overflow fp16 (|y| > 65504); run the layer in bf16"
-                                              : ": the products overflow bf16");
-  }
-  std::vector<std::int64_t> out_shape = x.sizes().vec();
-  out_shape.back() = w.spec.out_features;
-  return y.reshape(out_shape);
+  return finish_output(y.to(x.scalar_type()), x, w.spec, layer, options);
 }
 
 #ifdef QH_WITH_CUDA
@@ -194,14 +199,7 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
     throw NumericError(Where{.layer = layer}, "the Marlin GEMM kernel must launch", "cudaSuccess",
                        cudaGetErrorString(e));
   }
-  if (options.check_finite) {
-    check_finite(y, "the GEMM's output must be finite (its input was)", layer,
-                 x.scalar_type() == at::kHalf ? ": the products overflow fp16 (|y| > 65504); run the layer in bf16"
-                                              : ": the products overflow bf16");
-  }
-  std::vector<std::int64_t> out_shape = x.sizes().vec();
-  out_shape.back() = spec.out_features;
-  return y.reshape(out_shape);
+  return finish_output(y, x, spec, layer, options);
 }
 #endif
 
