@@ -143,16 +143,7 @@ std::tuple<at::Tensor, at::Tensor> unpack(const at::Tensor& qweight, const at::T
   return translated([&] {
     const std::string name = name_or(layer, "unpack");
     const auto spec = spec_of_qweight(qweight, bits, group_size, /*desc_act=*/true, format, name);
-    spec.validate(name);
-    const auto expect = [&](const at::Tensor& t, const char* what, std::vector<std::int64_t> shape) {
-      if (t.scalar_type() != at::kInt || t.sizes().vec() != shape) {
-        throw ShapeError(Where{.tensor = name + "." + what}, "GPTQ buffers are int32 of the layer's packed shape",
-                         "int32 [" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) + "]",
-                         std::string(c10::toString(t.scalar_type())) + " " + c10::str(t.sizes()));
-      }
-    };
-    expect(qweight, "qweight", {spec.qweight_rows(), spec.out_features});
-    expect(qzeros, "qzeros", {spec.groups(), spec.qzeros_cols()});
+    quant_linear::validate_packed_words(qweight, qzeros, spec, name);
     return std::make_tuple(on(quant_linear::unpack_codes(qweight, spec, name), qweight),
                            on(quant_linear::unpack_zero_points(qzeros, spec, name), qweight));
   });

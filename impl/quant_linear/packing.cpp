@@ -55,6 +55,16 @@ void expect_dtype(const at::Tensor& t, std::initializer_list<c10::ScalarType> al
                     "buffer dtype must be what GPTQ QuantLinear registers", names, c10::toString(t.scalar_type()));
 }
 
+// Integers to be packed must lie in [0, maxq]: NumericError naming the tensor with the range found.
+void expect_on_grid(const at::Tensor& values, int maxq, const std::string& tensor, const char* rule) {
+  const at::Tensor v = values.to(at::kCPU).to(at::kLong);
+  const std::int64_t low = v.min().item<std::int64_t>(), high = v.max().item<std::int64_t>();
+  if (low < 0 || high > maxq) {
+    throw NumericError(Where{.tensor = tensor}, rule, "0 .. " + std::to_string(maxq),
+                       std::to_string(low) + " .. " + std::to_string(high));
+  }
+}
+
 // The dimension a buffer packs: qweight packs K (inputs), qzeros packs N (zero points, one per output).
 enum class PackedDim { K, N };
 
@@ -114,20 +124,10 @@ PackedWeights pack(const at::Tensor& codes, const at::Tensor& zeros, const at::T
   expect_shape(zeros, {n, groups}, "", tensor_name(layer, "zeros"));
   expect_shape(scales, {n, groups}, "", tensor_name(layer, "scales"));
   expect_shape(g_idx, {k}, "", tensor_name(layer, "g_idx"));
+  expect_on_grid(codes, spec.maxq(), tensor_name(layer, "codes"),
+                 "codes lie on the integer grid (a code outside it would spill into its neighbours' bits)");
+  expect_on_grid(zeros, spec.maxq(), tensor_name(layer, "zeros"), "zero points lie on the integer grid");
   const at::Tensor zero_points = zeros.to(at::kCPU).to(at::kInt);
-  if (zero_points.min().item<int>() < 0 || zero_points.max().item<int>() > spec.maxq()) {
-    throw NumericError(Where{.tensor = tensor_name(layer, "zeros")}, "zero points lie on the integer grid",
-                       "0 .. " + std::to_string(spec.maxq()),
-                       std::to_string(zero_points.min().item<int>()) + " .. " +
-                           std::to_string(zero_points.max().item<int>()));
-  }
-  const at::Tensor code_values = codes.to(at::kCPU).to(at::kLong);
-  if (code_values.min().item<std::int64_t>() < 0 || code_values.max().item<std::int64_t>() > spec.maxq()) {
-    throw NumericError(Where{.tensor = tensor_name(layer, "codes")}, "codes lie on the integer grid (a code outside it "
-                       "would spill into its neighbours' bits)", "0 .. " + std::to_string(spec.maxq()),
-                       std::to_string(code_values.min().item<std::int64_t>()) + " .. " +
-                           std::to_string(code_values.max().item<std::int64_t>()));
-  }
   PackedWeights out;
   out.qweight = words_tensor(format::pack_qweight(small_ints(codes, true), k, n, spec.bits), spec.qweight_rows(), n);
   // Pack the zero points as v2 (as they are), then let the field-by-field conversion make v1 and refuse a zero of 0.
@@ -215,17 +215,22 @@ std::optional<ZeroFormat> zero_format_from_qzeros(const at::Tensor& qzeros, cons
   return std::nullopt;
 }
 
+void validate_packed_words(const at::Tensor& qweight, const at::Tensor& qzeros, const QuantSpec& spec,
+                           const std::string& layer, const std::string& file) {
+  spec.validate(layer);
+  const std::string qw = tensor_name(layer, "qweight"), qz = tensor_name(layer, "qzeros");
+  expect_dtype(qweight, {at::kInt}, file, qw);
+  expect_dtype(qzeros, {at::kInt}, file, qz);
+  expect_shape(qweight, {spec.qweight_rows(), spec.out_features}, file, qw);
+  expect_shape(qzeros, {spec.groups(), spec.qzeros_cols()}, file, qz);
+}
+
 void validate_packed(const PackedWeights& p, const QuantSpec& spec, const std::string& layer,
                      const std::string& file) {
-  spec.validate(layer);
-  const std::string qweight = tensor_name(layer, "qweight"), qzeros = tensor_name(layer, "qzeros");
+  validate_packed_words(p.qweight, p.qzeros, spec, layer, file);
   const std::string scales = tensor_name(layer, "scales"), g_idx = tensor_name(layer, "g_idx");
-  expect_dtype(p.qweight, {at::kInt}, file, qweight);
-  expect_dtype(p.qzeros, {at::kInt}, file, qzeros);
   expect_dtype(p.scales, {at::kHalf, at::kBFloat16, at::kFloat}, file, scales);
   expect_dtype(p.g_idx, {at::kInt}, file, g_idx);
-  expect_shape(p.qweight, {spec.qweight_rows(), spec.out_features}, file, qweight);
-  expect_shape(p.qzeros, {spec.groups(), spec.qzeros_cols()}, file, qzeros);
   expect_shape(p.scales, {spec.groups(), spec.out_features}, file, scales);
   expect_shape(p.g_idx, {spec.in_features}, file, g_idx);
 
@@ -263,7 +268,7 @@ void validate_packed(const PackedWeights& p, const QuantSpec& spec, const std::s
     const int mid = 1 << (spec.bits - 1);
     const std::int64_t off = zero_points.ne(mid).sum().item<std::int64_t>();
     if (off > 0) {
-      throw FormatError(FormatError::Code::Other, Where{.file = file, .tensor = qzeros},
+      throw FormatError(FormatError::Code::Other, Where{.file = file, .tensor = tensor_name(layer, "qzeros")},
                         "sym: true means every zero point is 2^(bits-1)", "all " + std::to_string(mid),
                         std::to_string(off) + " of " + std::to_string(zero_points.numel()) + " differ (" +
                             checkpoint_format_name(spec.zero_format) + " reading)");

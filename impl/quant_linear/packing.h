@@ -84,5 +84,9 @@ std::optional<ZeroFormat> zero_format_from_qzeros(const at::Tensor& qzeros, cons
 // (`layer`.qweight, ...) and the numbers.
 void validate_packed(const PackedWeights& packed, const QuantSpec& spec, const std::string& layer,
                      const std::string& file = "");
+// The part of validate_packed that qweight and qzeros alone allow (the spec, their dtypes and shapes): what
+// unpack_codes and unpack_zero_points rely on.
+void validate_packed_words(const at::Tensor& qweight, const at::Tensor& qzeros, const QuantSpec& spec,
+                           const std::string& layer, const std::string& file = "");
 
 }  // namespace qh::quant_linear
