@@ -18,6 +18,7 @@
 #include "impl/cli/convert_command.h"
 #include "impl/cli/quantize_command.h"
 #include "impl/cli/report_command.h"
+#include "impl/cli/suites.h"
 #include "impl/cli/verify_command.h"
 #include "impl/core/errors.h"
 #include "impl/model/layers.h"
@@ -240,6 +241,15 @@ TEST(CliReport, FrontsRunQhReport) {
   EXPECT_EQ(cli::write_report({bad}, dir.file("bad"), false), 2);
   EXPECT_FALSE(std::filesystem::exists(dir.file("bad/report.html")));
   EXPECT_EQ(cli::run_qh_report({"gate", "--baseline", bad, "--current", h100}), 2);
+  // The CLI's own usage checks, before any Python runs.
+  const std::string qharness = std::filesystem::canonical("/proc/self/exe").parent_path().string() + "/qharness";
+  const std::string log = dir.file("usage.log");
+  EXPECT_EQ(cli::run_process({qharness, "gate", "--bogus", "x"}, log, {}), 2);
+  EXPECT_NE(testing::read_text(log).find("unknown option '--bogus' for gate"), std::string::npos);
+  EXPECT_EQ(cli::run_process({qharness, "gate", "--baseline", h100}, log, {}), 2);
+  EXPECT_NE(testing::read_text(log).find("gate needs --baseline and --current"), std::string::npos);
+  EXPECT_EQ(cli::run_process({qharness, "report"}, log, {}), 2);
+  EXPECT_NE(testing::read_text(log).find("report needs at least one results.json"), std::string::npos);
 }
 
 }  // namespace

@@ -167,6 +167,11 @@ def test_chromium_check_catches_a_broken_figure(tmp_path):
     assert "figures could not be displayed" in dom
 
 
+def test_a_missing_baselines_directory_is_named(tmp_path, capsys):
+    assert main(["html", cpu_run(tmp_path), "--baselines", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "none: no such directory of baselines" in capsys.readouterr().err
+
+
 def test_baselines_directory_adds_the_gpu_baselines_only(tmp_path):
     _, summary, _ = render(tmp_path, [cpu_run(tmp_path), "--baselines", os.path.dirname(BASELINES[0])])
     assert [r["path"] for r in summary["runs"][1:]] == sorted(BASELINES)  # not cpu-instructions.json

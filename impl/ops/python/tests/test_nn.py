@@ -106,6 +106,30 @@ def test_bad_checkpoints_are_refused_by_name(tmp_path):
         qharness.load_checkpoint(str(tmp_path / "ok"))
 
 
+def test_more_bad_checkpoints_and_tensors_are_refused_by_name(tmp_path):
+    gptqmodel_checkpoint(str(tmp_path), "gptq")
+    cfg = tmp_path / "quantize_config.json"
+    for text, message in [("{bits", "not readable JSON"), ("[4]", "must be a JSON object"),
+                          ('{"bits": 4, "checkpoint_format": "awq"}', "checkpoint_format 'awq' is not one")]:
+        cfg.write_text(text)
+        with pytest.raises(qharness.ConfigError, match=message):
+            qharness.load_checkpoint(str(tmp_path))
+    cfg.write_text('{"bits": 4, "group_size": 128, "checkpoint_format": "marlin"}')
+    with pytest.raises(qharness.ConfigError, match=r"checkpoint_format 'marlin' but no '\*\.B' tensor"):
+        qharness.load_checkpoint(str(tmp_path))
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(qharness.IoError, match=r"no \*\.safetensors file"):
+        qharness.load_checkpoint(str(tmp_path))
+    from test_ops import marlin_layer
+    B, s, perm, _, _ = marlin_layer(256, 128, 128, True, False, torch.float16, seed=1)
+    with pytest.raises(qharness.ShapeError, match=r"tensor 'l\.s' is missing"):
+        qharness.MarlinLinear(256, 128, group_size=128, act_order=True).load_tensors({"l.B": B, "l.perm": perm}, "l.", "f")
+    with pytest.raises(qharness.ShapeError, match="carries 'perm', which the module was built without"):
+        qharness.MarlinLinear(256, 128, group_size=128).load_tensors({"l.B": B, "l.s": s, "l.perm": perm}, "l.", "f")
+    with pytest.raises(qharness.ShapeError, match=r"tensor 'l\.qzeros' is missing"):
+        qharness.QuantLinear(256, 96).load_tensors({"l.qweight": torch.zeros(32, 96, dtype=torch.int32)}, "l.")
+
+
 def qharness_binary():
     path = os.path.join(os.path.dirname(_library.loaded_path), "..", "bin", "qharness")
     if not os.path.exists(path):

@@ -262,6 +262,57 @@ def test_errors_are_typed_and_keep_the_message():
         torch.ops.qharness.marlin_repack(p.qweight, None, 256, 100)
 
 
+def test_every_refusal_of_the_ops_names_the_tensor_and_the_rule():
+    """The refusals added at the op edge and in the library paths the ops reach, each fed its bad input."""
+    codes, zeros, scales, g_idx = random_layer(256, 128, 4, 128, False, seed=2)
+    p = ops.pack(codes, zeros, scales, g_idx)
+    with pytest.raises(qharness.ShapeError, match=r"tensor 'pack\.codes'.*matrix \(N, K\).*found 1"):
+        ops.pack(codes.flatten(), zeros, scales, g_idx)
+    with pytest.raises(qharness.ConfigError, match="GPTQ packs 2, 3, 4 or 8 bits.*found 5"):
+        ops.unpack(p.qweight, p.qzeros, bits=5)
+    with pytest.raises(qharness.ShapeError, match=r"tensor 'unpack\.qweight'.*2 dimensions, found 1"):
+        ops.unpack(p.qweight.flatten(), p.qzeros)
+    with pytest.raises(qharness.ShapeError, match=r"tensor 'unpack\.qzeros'.*expected \[2, 16\], found \[2, 8\]"):
+        ops.unpack(p.qweight, p.qzeros[:, :8])
+    with pytest.raises(qharness.FormatError, match=r"tensor 'unpack\.qweight'.*Int.*found Long"):
+        ops.unpack(p.qweight.long(), p.qzeros)
+    bad_perm = torch.arange(256, dtype=torch.int32)
+    bad_perm[3] = 256
+    with pytest.raises(qharness.ShapeError, match=r"tensor 'marlin_repack\.perm'.*0 \.\. 255.*0 \.\. 256"):
+        ops.marlin_repack(p.qweight, bad_perm, size_k=256, size_n=128)
+    B, s, _, b, _ = marlin_layer(256, 128, 128, False, False, torch.float16, seed=3)
+    x = torch.randn(2, 256).half()
+    with pytest.raises(qharness.NumericError, match="input must be finite.*1 of 512 values are Inf or NaN"):
+        ops.marlin_gemm(torch.where(torch.arange(512).reshape(2, 256) == 7, float("inf"), x), B, s, size_k=256,
+                        size_n=128, group_size=128)
+    with pytest.raises(qharness.NumericError, match="overflow fp16"):
+        ops.marlin_gemm(torch.full_like(x, 8), B, (s.float() * 30000).half(), size_k=256, size_n=128, group_size=128)
+
+
+@pytest.mark.parametrize("device", [GPU])
+def test_cuda_only_refusals(device):
+    with pytest.raises(qharness.ConfigError, match="optimized \\(CUDA\\) GPTQ works in float32"):
+        ops.gptq_quantize(torch.randn(8, 64, device=device), torch.eye(64, device=device), group_size=-1, float64=True)
+    codes, zeros, scales, g_idx = random_layer(256, 128, 4, 128, False, seed=2)
+    p = ops.pack(codes, zeros, scales, g_idx)
+    with pytest.raises(qharness.ConfigError, match="share one device"):
+        ops.dequantize(p.qweight.to(device), p.qzeros, p.scales, g_idx)
+
+
+def test_meta_kernels_refuse_what_would_give_a_wrong_shape():
+    meta = lambda t: t.to("meta")  # noqa: E731
+    with pytest.raises(ValueError, match=r"^qharness\.ConfigError: GPTQ packs 2, 3, 4 or 8 bits, found 6"):
+        torch.ops.qharness.dequantize(meta(torch.zeros(32, 8, dtype=torch.int32)), meta(torch.zeros(1, 1)),
+                                      meta(torch.zeros(1, 8)), meta(torch.zeros(8)), 6)
+    with pytest.raises(ValueError, match=r"^qharness\.ShapeError: the input's last dimension is in_features \(256\)"):
+        torch.ops.qharness.marlin_gemm(meta(torch.zeros(2, 255).half()), meta(torch.zeros(16, 256)),
+                                       meta(torch.zeros(1, 128)), None, None, 256, 128)
+    with pytest.raises(ValueError, match=r"^qharness\.ShapeError: Marlin tiles need K % 16 == 0.*K = 40"):
+        torch.ops.qharness.marlin_repack(meta(torch.zeros(5, 64, dtype=torch.int32)), None, 40, 64)
+    with pytest.raises(ValueError, match=r"^qharness\.ShapeError: the weight is \(out_features, in_features\)"):
+        torch.ops.qharness.gptq_quantize(meta(torch.zeros(8)), meta(torch.zeros(8, 8)))
+
+
 def test_a_missing_library_says_where_it_looked(tmp_path):
     import subprocess
     import sys
