@@ -217,20 +217,15 @@ def layers_section(page, runs):
         page.add("<p>No run quantized a layer.</p>")
 
 
+# (key, header, the counters an entry needs for the column): a family's table has the columns some entry fills.
+METRICS = (("GBps", "GB/s", ("GBps", "bytes_per_second")), ("bw_fraction", "bw frac", ("bw_fraction",)),
+           ("tc_fraction", "tc frac", ("tc_fraction",)), ("roofline_efficiency", "roofline eff", ("roofline_efficiency",)),
+           ("vs_cublas", "vs cuBLAS", ("vs_cublas",)))
+
+
 def metric_columns(entries):
-    cols = [("us", "time us")]
-    raw = [e.raw for e in entries]
-    if any("GBps" in b or "bytes_per_second" in b for b in raw):
-        cols.append(("GBps", "GB/s"))
-    if any("bw_fraction" in b for b in raw):
-        cols.append(("bw_fraction", "bw frac"))
-    if any("tc_fraction" in b for b in raw):
-        cols.append(("tc_fraction", "tc frac"))
-    if any("roofline_efficiency" in b for b in raw):
-        cols.append(("roofline_efficiency", "roofline eff"))
-    if any("vs_cublas" in b for b in raw):
-        cols.append(("vs_cublas", "vs cuBLAS"))
-    return cols
+    return [("us", "time us")] + [(key, header) for key, header, needs in METRICS
+                                  if any(k in e.raw for e in entries for k in needs)]
 
 
 def metric(e, key):

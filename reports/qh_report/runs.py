@@ -33,8 +33,12 @@ class Run:
 
     @property
     def has_probes(self):
-        p = self.doc.get("probes")
-        return isinstance(p, dict) and all(k in p for k in ("dram_copy_gbs", "tc_fp16_tflops", "copy_curve"))
+        """Whether the run's probes are what the model and the plots read (results.probes' rule)."""
+        try:
+            results.probes(self.doc)
+            return True
+        except results.ResultsError:
+            return False
 
 
 TIME_UNITS_US = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
