@@ -61,27 +61,29 @@ def read_quantize_config(directory):
 
 
 def _tensors(directory):
+    """({name: tensor}, {name: file}) over every *.safetensors file of the directory."""
     files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
     if not files:
         raise IoError(f"{directory}: no *.safetensors file")
-    out = {}
+    tensors, file_of = {}, {}
     for f in files:
         try:
-            for k, v in load_file(f).items():
-                out[k] = (v, f)
+            loaded = load_file(f)
         except Exception as e:  # safetensors raises its own SafetensorError for truncated or malformed files
             raise IoError(f"{f}: not a readable safetensors file ({e})") from None
-    return out
+        tensors.update(loaded)
+        file_of.update(dict.fromkeys(loaded, f))
+    return tensors, file_of
 
 
 def _marlin_shape(tensors, prefix, rows_b, cols_b):
     """K and N of a Marlin layer: perm's length gives K and the bias's N; otherwise K is the padded extent and N the
     number of nonzero scale columns (padded columns of s hold 0 and real scales are nonzero; the count does not
     depend on the scale permutation, which only moves columns within their block)."""
-    k = tensors[prefix + "perm"][0].numel() if prefix + "perm" in tensors else rows_b * 16
+    k = tensors[prefix + "perm"].numel() if prefix + "perm" in tensors else rows_b * 16
     if prefix + "bias" in tensors:
-        return k, tensors[prefix + "bias"][0].numel()
-    n = int((tensors[prefix + "s"][0] != 0).any(0).sum())
+        return k, tensors[prefix + "bias"].numel()
+    n = int((tensors[prefix + "s"] != 0).any(0).sum())
     return k, n if n > 0 else cols_b // 2
 
 
@@ -92,28 +94,27 @@ def load_checkpoint(directory, *, device="cpu", shapes=None):
     tensors cannot tell (a padded K without act-order); otherwise they come from perm, bias and the scales.
     """
     cfg = read_quantize_config(directory)
-    tensors = _tensors(directory)
+    tensors, file_of = _tensors(directory)
     fmt, bits, group_size = cfg["checkpoint_format"], cfg["bits"], cfg["group_size"]
     desc_act = bool(cfg.get("desc_act", False))
-    flat = {k: v for k, (v, _) in tensors.items()}
     layers = {}
     suffix = ".B" if fmt == "marlin" else ".qweight"
     for key in sorted(k for k in tensors if k.endswith(suffix)):
-        name, file = key[: -len(suffix)], tensors[key][1]
+        name = key[: -len(suffix)]
         prefix = name + "."
         if fmt == "marlin":
-            rows, cols = tensors[key][0].shape
+            rows, cols = tensors[key].shape
             k, n = (shapes or {}).get(name) or _marlin_shape(tensors, prefix, rows, cols)
             module = MarlinLinear(k, n, group_size=group_size, act_order=prefix + "perm" in tensors,
-                                  bias=prefix + "bias" in tensors, dtype=flat[prefix + "s"].dtype, device=device,
+                                  bias=prefix + "bias" in tensors, dtype=tensors[prefix + "s"].dtype, device=device,
                                   name=name)
         else:
-            qweight = tensors[key][0]
+            qweight = tensors[key]
+            scales = tensors.get(prefix + "scales")
             module = QuantLinear(qweight.shape[0] * 32 // bits, qweight.shape[1], bits=bits, group_size=group_size,
                                  desc_act=desc_act, format=fmt, bias=prefix + "bias" in tensors,
-                                 dtype=flat[prefix + "scales"].dtype if prefix + "scales" in flat else torch.float16,
-                                 device=device, name=name)
-        layers[name] = module.load_tensors(flat, prefix, file)
+                                 dtype=torch.float16 if scales is None else scales.dtype, device=device, name=name)
+        layers[name] = module.load_tensors(tensors, prefix, file_of[key])
     if not layers:
         raise ConfigError(f"{directory}: checkpoint_format '{fmt}' but no '*{suffix}' tensor")
     return layers

@@ -20,12 +20,16 @@ def _round_up(x, to):
     return (x + to - 1) // to * to
 
 
+def _refused(file, what):
+    """ShapeError for a checkpoint's tensors, prefixed by the file they came from when known."""
+    return ShapeError(f"{file}: {what}" if file else what)
+
+
 def _check(name, tensor, shape, dtypes, file):
-    where = f"{file}: " if file else ""
     if tuple(tensor.shape) != tuple(shape):
-        raise ShapeError(f"{where}tensor '{name}': expected shape {list(shape)}, found {list(tensor.shape)}")
+        raise _refused(file, f"tensor '{name}': expected shape {list(shape)}, found {list(tensor.shape)}")
     if tensor.dtype not in dtypes:
-        raise ShapeError(f"{where}tensor '{name}': expected dtype {' or '.join(map(str, dtypes))}, found {tensor.dtype}")
+        raise _refused(file, f"tensor '{name}': expected dtype {' or '.join(map(str, dtypes))}, found {tensor.dtype}")
 
 
 def _flat(x, k):
@@ -58,14 +62,14 @@ class QuantLinear(torch.nn.Module):
         for name in ("qweight", "qzeros", "scales", "g_idx"):
             key = prefix + name
             if key not in tensors:
-                raise ShapeError(f"{file}: tensor '{key}' is missing" if file else f"tensor '{key}' is missing")
+                raise _refused(file, f"tensor '{key}' is missing")
             dtypes = (torch.float16, torch.bfloat16, torch.float32) if name == "scales" else (torch.int32,)
             _check(key, tensors[key], getattr(self, name).shape, dtypes, file)
         has_bias = prefix + "bias" in tensors
         if has_bias != (self.bias is not None):
             state = "carries" if has_bias else "lacks"
-            raise ShapeError(f"{file}: layer '{prefix[:-1]}' {state} a bias the module was built "
-                             f"{'without' if has_bias else 'with'}")
+            raise _refused(file, f"layer '{prefix[:-1]}' {state} a bias the module was built "
+                                 f"{'without' if has_bias else 'with'}")
         with torch.no_grad():
             for name in ("qweight", "qzeros", "g_idx"):
                 getattr(self, name).copy_(tensors[prefix + name])
@@ -120,11 +124,11 @@ class MarlinLinear(torch.nn.Module):
             expected["bias"] = (self.bias.shape, (torch.float16, torch.bfloat16, torch.float32))
         for name, (shape, dtypes) in expected.items():
             if prefix + name not in tensors:
-                raise ShapeError(f"{file}: tensor '{prefix + name}' is missing")
+                raise _refused(file, f"tensor '{prefix + name}' is missing")
             _check(prefix + name, tensors[prefix + name], shape, dtypes, file)
         for name in ("perm", "bias"):
             if name not in expected and prefix + name in tensors:
-                raise ShapeError(f"{file}: layer '{prefix[:-1]}' carries '{name}', which the module was built without")
+                raise _refused(file, f"layer '{prefix[:-1]}' carries '{name}', which the module was built without")
         with torch.no_grad():
             for name in expected:  # a fresh copy: safetensors views need not be 16-byte aligned, the kernel's reads are
                 setattr(self, name, tensors[prefix + name].to(self.B.device, copy=True).contiguous())
