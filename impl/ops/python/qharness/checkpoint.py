@@ -57,6 +57,8 @@ def read_quantize_config(directory):
     for key in ("bits", "group_size"):
         if not isinstance(cfg[key], int) or isinstance(cfg[key], bool):
             raise ConfigError(f"{path}: '{key}' must be an integer, found {cfg[key]!r}")
+    if cfg["bits"] not in (2, 3, 4, 8):  # the layers' shapes are derived from it: checked before any division
+        raise ConfigError(f"{path}: 'bits' must be 2, 3, 4 or 8, found {cfg['bits']}")
     return cfg
 
 

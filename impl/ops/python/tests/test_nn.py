@@ -110,7 +110,8 @@ def test_more_bad_checkpoints_and_tensors_are_refused_by_name(tmp_path):
     gptqmodel_checkpoint(str(tmp_path), "gptq")
     cfg = tmp_path / "quantize_config.json"
     for text, message in [("{bits", "not readable JSON"), ("[4]", "must be a JSON object"),
-                          ('{"bits": 4, "checkpoint_format": "awq"}', "checkpoint_format 'awq' is not one")]:
+                          ('{"bits": 4, "checkpoint_format": "awq"}', "checkpoint_format 'awq' is not one"),
+                          ('{"bits": 0}', "'bits' must be 2, 3, 4 or 8, found 0")]:
         cfg.write_text(text)
         with pytest.raises(qharness.ConfigError, match=message):
             qharness.load_checkpoint(str(tmp_path))
