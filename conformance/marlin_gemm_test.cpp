@@ -7,9 +7,9 @@
 // rounded once is what the reference rounds to), so what differs is the float32 accumulation and the final
 // rounding. Tensor cores add exact fp16/bf16 products into float32 with truncation, at most one float32 ulp
 // (2^-23 relative) per addition (Fasi, Higham, Mikaitis, Pranesh, "Numerical behavior of NVIDIA tensor cores",
-// PeerJ CS 2021); an output sums K products plus at most 8 warp partials and 64 split-K partials, so the error
-// is at most (K + 72) 2^-23 sum |x||w|, then one rounding to the output type, u |y| (u = 2^-11 fp16, 2^-8 bf16),
-// plus the smallest subnormal for results that round to it. A wrong code, scale or index is off by about |w|.
+// PeerJ CS 2021); an output sums K products plus at most 8 warp partials and 64 stream-K parts (a tile is shared
+// by at most 31 blocks: kernels.h), so the error is at most (K + 72) 2^-23 sum |x||w|, then one rounding to the
+// output type, u |y| (u = 2^-11 fp16, 2^-8 bf16), plus the smallest subnormal for results that round to it. A wrong code, scale or index is off by about |w|.
 //
 // Pins: vLLM and AutoGPTQ Marlin kernels refusing real shapes (N = 2736, tensor-parallel K = 320), act-order
 // layers multiplied in the wrong input order, bias dropped in the fused path (GPTQModel PR #1846), and the
@@ -149,7 +149,7 @@ TEST(GpuMarlinGemm, RowCountsGroupsActOrderBiasBothDtypes) {
 
 // Many K and N, including the shapes the published kernels refuse: N = 2736 (vLLM "not divisible by min_thread_n
 // = 64"), a tensor-parallel K = 320 with group 128 (a partial last group), K not a multiple of 16 per-channel, and
-// Llama-size layers (K = 11008 goes through split-K at small M).
+// Llama-size layers (K = 11008: tiles shared by several stream-K blocks at small M).
 TEST(GpuMarlinGemm, ShapesIncludingPaddedOnes) {
   QH_REQUIRE_CUDA();
   struct Shape {
@@ -168,20 +168,21 @@ TEST(GpuMarlinGemm, ShapesIncludingPaddedOnes) {
 }
 
 #ifdef QH_WITH_CUDA
-// Every compiled configuration, in both dtypes, with and without split-K, per-channel and every group size: each
-// instantiation runs at least once on the GPU (the configurations come from the kernel library's own table).
+// Every compiled configuration, in both dtypes, per-channel and every group size, with stream-K grids of one block
+// (every tile in turn: per-channel scales reloaded per tile), 3 blocks (parts of tiles summed by the last block)
+// and the plan's: each instantiation runs at least once on the GPU (configurations from the kernel's own table).
 TEST(GpuMarlinGemm, EveryInstantiationRuns) {
   QH_REQUIRE_CUDA();
   for (int config = 0; config < kernels::marlin_gemm_config_count(); ++config) {
     const kernels::MarlinGemmConfig tile = kernels::marlin_gemm_config(config);
     for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
       for (int group : {-1, 32, 64, 128}) {
-        for (int splits : {1, 3}) {
+        for (int blocks : {1, 3, 0}) {
           // Two row blocks, the second partial; three column blocks, the last partial; several stages.
           const Case c{32 * tile.m_tiles + 5, 6 * tile.bk + 64, 128 * tile.n_chunks + 64, group, group == 64, true,
                        dtype};
-          SCOPED_TRACE("config " + std::to_string(config) + " splits " + std::to_string(splits));
-          run_case(c, GemmOptions{.config = config, .splits = splits}, std::uint64_t(config * 100 + splits));
+          SCOPED_TRACE("config " + std::to_string(config) + " blocks " + std::to_string(blocks));
+          run_case(c, GemmOptions{.config = config, .blocks = blocks}, std::uint64_t(config * 100 + blocks));
         }
       }
     }
@@ -189,15 +190,18 @@ TEST(GpuMarlinGemm, EveryInstantiationRuns) {
 }
 #endif
 
-// Split-K reduces in a fixed order: the same input gives the same bits every time.
+// Stream-K sums a shared tile's parts in block order, whichever block arrives last: the same input gives the same
+// bits every time, and the tile counters are left at zero for the next launch (a stale counter would make a later
+// launch finish a tile early, with parts missing: the repeated runs and the reference check both catch that).
 TEST(GpuMarlinGemm, Deterministic) {
   QH_REQUIRE_CUDA();
   const c10::Device gpu(c10::kCUDA, 0);
   const Case c{8, 4096, 512, 128, false, true, at::kBFloat16};
   const Layer layer = make_layer(c, gpu, 7);
   const at::Tensor x = random_input(c, gpu);
-  const at::Tensor first = gemm(x, layer.weights, "test", GemmOptions{.splits = 8});
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(gemm(x, layer.weights, "test", GemmOptions{.splits = 8}).equal(first));
+  const at::Tensor first = gemm(x, layer.weights, "test", GemmOptions{.blocks = 8});
+  expect_matches_reference(first, x, layer, c);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(gemm(x, layer.weights, "test", GemmOptions{.blocks = 8}).equal(first));
 }
 
 // Leading dimensions are kept: (batch, seq, K) -> (batch, seq, N).
@@ -241,7 +245,7 @@ TEST(GpuMarlinGemm, BadInputIsRefusedBeforeLaunch) {
   MarlinWeights short_b = layer.weights;
   short_b.b = layer.weights.b.narrow(0, 0, 8).contiguous();
   expect_refused<ShapeError>([&] { gemm(x, short_b, "L"); }, "[16, 256]");
-  expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.splits = 1000}); }, "splits");
+  expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.blocks = 100000}); }, "blocks");
   expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = 99}); }, "found 99");
   MarlinWeights short_bias = layer.weights;
   short_bias.bias = layer.weights.bias.narrow(0, 0, 64);
@@ -313,6 +317,32 @@ TEST(GpuMarlinGemm, ConvertedCheckpointForwardUsesTheGemm) {
 
 // The CPU reference of the GEMM (what the torch op's CPU kernel runs) against the same float64 reference and bound
 // as the kernel: row counts of each tile, groups, act-order, bias, both dtypes and a padded shape.
+#ifdef QH_WITH_CUDA
+// The plan's grid, on the issue's Llama shapes at M = 1 .. 1024 and on an H100/H200-sized GPU (132 SMs; without a
+// GPU the occupancy query falls back to one block per SM): within the kernel's limits (1 .. max_blocks, at most 2
+// blocks per SM), at least min_units units per block where the shape has them, and when it gives a tile several
+// blocks it gives every tile the same number (ranges on tile boundaries: the rule the H200 timings chose).
+TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
+  constexpr int kSms = 132;
+  const std::int64_t shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {8192, 8192}, {8192, 28672},
+                                    {28672, 8192}, {320, 2736}};
+  for (const auto& [k, n] : shapes) {
+    for (std::int64_t m : {1, 16, 32, 64, 256, 1024}) {
+      SCOPED_TRACE("M " + std::to_string(m) + " K " + std::to_string(k) + " N " + std::to_string(n));
+      const kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, n, k, kernels::DType::F16, kSms);
+      const std::int64_t tiles = kernels::marlin_gemm_tiles(plan.config, m, n);
+      const std::int64_t units = tiles * kernels::marlin_gemm_stages(plan.config, k);
+      EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : 2);
+      EXPECT_GE(plan.blocks, 1);
+      EXPECT_LE(plan.blocks, std::min<std::int64_t>(2 * kSms, kernels::marlin_gemm_max_blocks(plan.config, m, n, k)));
+      const int min_units = kernels::marlin_gemm_config(plan.config).min_units;
+      if (units >= min_units) EXPECT_GE(units / plan.blocks, min_units);
+      if (plan.blocks >= 2 * tiles) EXPECT_EQ(plan.blocks % tiles, 0);
+    }
+  }
+}
+#endif
+
 TEST(MarlinGemm, CpuReferenceMatchesFloat64) {
   const c10::Device cpu(c10::kCPU);
   for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {

@@ -124,27 +124,38 @@ namespace qh::kernels {
 // smaller than n_pad (padded columns are never written).
 //
 // A configuration is one compiled block tile: (16 m_tiles) x (64 n_chunks) outputs, bk inputs per pipeline stage;
-// the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory. A plan adds
-// split-K: `splits` blocks share an output tile, write float32 partials to a workspace and a second kernel sums them
-// in a fixed order (deterministic).
+// the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory. The grid is
+// persistent and stream-K: the tiles x stages units of work are cut into `blocks` equal ranges, one per block, so
+// each block moves the same bytes whatever the shape (no partial last wave, no second kernel). A tile shared by
+// several blocks is summed by the last of them to arrive, in block order (deterministic), through float32 parts in
+// the workspace and a per-tile counter.
 struct MarlinGemmConfig {
   int m_tiles = 1;
   int n_chunks = 2;
   int bk = 128;
-  int stages = 4;  // cp.async pipeline depth
+  int stages = 4;     // cp.async pipeline depth
+  int min_units = 1;  // units a block of the plan gets at least (fewer parts per tile through the workspace)
 };
 int marlin_gemm_config_count();
 MarlinGemmConfig marlin_gemm_config(int index);
 
 struct MarlinGemmPlan {
   int config = 0;
-  int splits = 1;
+  int blocks = 1;  // grid size: 1 .. marlin_gemm_max_blocks
 };
-// The plan for a shape on a GPU with `sm_count` multiprocessors: the smallest block tile that holds m rows, then
-// split-K until the grid covers the GPU (each split keeps at least one stage).
-MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sm_count);
-// Pipeline stages over k of configuration `config` (the upper bound of `splits`).
+// The plan for a shape on a GPU with `sm_count` multiprocessors: the smallest block tile that holds m rows (<= 16,
+// <= 32, more), and as many blocks as are resident at once (at most 2 per SM), the shape allows and leave each
+// block at least the configuration's min_units.
+MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count);
+// Pipeline stages over k of configuration `config` (the units of one tile).
 std::int64_t marlin_gemm_stages(int config, std::int64_t k);
+// Output tiles of configuration `config` for an (m, n) output.
+std::int64_t marlin_gemm_tiles(int config, std::int64_t m, std::int64_t n);
+// The most blocks a plan may have: one unit each at least, and at most 31 per tile (a tile is then cut into at
+// most 63 partial sums, which the error bounds of the tests count).
+std::int64_t marlin_gemm_max_blocks(int config, std::int64_t m, std::int64_t n, std::int64_t k);
+// Floats of workspace a launch needs: (blocks + tiles) slots of one tile each (contents need no initialization).
+std::int64_t marlin_gemm_workspace_floats(int config, int blocks, std::int64_t m, std::int64_t n);
 
 struct MarlinGemmArgs {
   const void* a = nullptr;           // (m, k) row-major, 16-byte aligned, k % 8 == 0
@@ -155,7 +166,11 @@ struct MarlinGemmArgs {
   int group_size = -1;               // -1 (one scale row) or 32, 64, 128 (then groups = ceil(k / group_size))
   DType dtype = DType::F16;          // F16 or BF16
   void* c = nullptr;                 // (m, n) row-major
-  float* workspace = nullptr;        // (splits, m, n) when plan.splits > 1
+  float* workspace = nullptr;        // marlin_gemm_workspace_floats(...) floats
+  // marlin_gemm_tiles(...) counters, all zero before the launch and left zero after it (the last block of a tile
+  // resets its counter): keep one zeroed buffer per stream and reuse it; two launches in flight at once on
+  // different streams need different buffers.
+  unsigned* counters = nullptr;
   MarlinGemmPlan plan;
 };
 // cudaErrorInvalidValue for arguments outside the rules above (the caller validates with messages first).

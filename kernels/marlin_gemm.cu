@@ -7,7 +7,10 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <type_traits>
 
 #include "kernels/kernels.h"
 
@@ -18,10 +21,18 @@ namespace {
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = kThreads / 32;
 
-// Tuning knobs for perf/marlin_variants.sh; the defaults are what it measured best on an H100 (2026-11-23: 6 or 8
-// stages for small m changed nothing; bk 128 instead of 64 for the 64 x 256 tile cut M = 64..256 times by 10-17 %).
+// Tuning knobs for perf/marlin_variants.sh; the defaults are what it measured best. H100, 2026-11-23: 6 or 8 stages
+// for small m changed nothing; bk 128 instead of 64 for the 64 x 256 tile cut M = 64..256 times by 10-17 %. H200,
+// 2026-12-01 (stream-K, perf/marlin_notes.md): for m <= 32, 256 inputs per stage with 3 stages beat 128 with 4 or 6
+// (M = 1 on 8192 x 28672: 72 us against 79), and 256 columns (QH_SMALL_NC 4) was slower on every shape.
 #ifndef QH_SMALL_STAGES
-#define QH_SMALL_STAGES 4
+#define QH_SMALL_STAGES 3
+#endif
+#ifndef QH_SMALL_NC
+#define QH_SMALL_NC 2
+#endif
+#ifndef QH_SMALL_BK
+#define QH_SMALL_BK 256
 #endif
 #ifndef QH_BIG_BK
 #define QH_BIG_BK 128
@@ -29,14 +40,35 @@ constexpr int kWarps = kThreads / 32;
 #ifndef QH_BIG_STAGES
 #define QH_BIG_STAGES 4
 #endif
+// Units (stages of a tile) a block gets at least: on small shapes fewer blocks with more units each, so fewer parts per
+// tile go through the workspace and the last block of a tile sums fewer of them. H200: 4 took M = 16 on 4096 x 4096
+// from 20.2 to 16.7 us and changed no large shape, 8 was slower on 11008 x 4096; for the 64 x 256 tile 4 beat 16 and
+// 32 (M = 64 on 4096 x 4096: 45, 75, 80 us).
+#ifndef QH_SMALL_MIN_UNITS
+#define QH_SMALL_MIN_UNITS 4
+#endif
+#ifndef QH_BIG_MIN_UNITS
+#define QH_BIG_MIN_UNITS 4
+#endif
 
 // Each row is one compiled kernel per dtype (launch_typed lists the indices).
 constexpr MarlinGemmConfig kConfigs[] = {
-    {1, 2, 128, QH_SMALL_STAGES},  // m <= 16: one m16 tile, 128 columns, 128 inputs per stage (4 warps split K)
-    {2, 2, 128, QH_SMALL_STAGES},  // m <= 32
-    {4, 4, QH_BIG_BK, QH_BIG_STAGES},  // larger m: 64 x 256 tiles, 2 warps split K per chunk
+    {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 16: 16 x 128, 256 inputs per stage
+    {2, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 32
+    {4, 4, QH_BIG_BK, QH_BIG_STAGES, QH_BIG_MIN_UNITS},  // larger m: 64 x 256 tiles, 2 warps split K per chunk
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
+
+// Blocks per SM of the persistent grid (at most; fewer when registers or shared memory say so). Tuned by
+// perf/marlin_variants.sh.
+#ifndef QH_BLOCKS_PER_SM
+#define QH_BLOCKS_PER_SM 2
+#endif
+constexpr int kBlocksPerSm = QH_BLOCKS_PER_SM;
+// At most 31 blocks share a tile, so a tile is cut into at most 63 parts (each block's range is at least
+// floor(S / 31) >= S / 62 units of the tile's S when S >= 31, and a part is at least one unit): the tests' error
+// bound counts 64 partial sums per output.
+constexpr std::int64_t kMaxBlocksPerTile = 31;
 
 template <typename To, typename From>
 __device__ __forceinline__ To bits_as(const From& from) {
@@ -92,6 +124,34 @@ __device__ __forceinline__ std::uint32_t dequant_pair(std::uint32_t word, int p,
   return bits_as<std::uint32_t>(__hmul2(centred, scale));
 }
 
+// The four pairs of one word, ((q - 8) s) rounded once: pair p holds fields p and p + 4; pairs 0, 1 take scale s0,
+// pairs 2, 3 scale s1. fp16 masks two fields at once without shifting the upper one down: 1024 + 16 q is exact, and
+// one fma, (1024 + 16 q) / 16 - 72, gives q - 8 exactly (the dequantization trick of IST-DASLab Marlin, a fact used
+// here). bf16 has 7 mantissa bits, too few to hold 16 q, so it shifts each field down.
+template <typename T>
+__device__ __forceinline__ void dequant_word(std::uint32_t word, typename Elem<T>::Pair s0, typename Elem<T>::Pair s1,
+                                             std::uint32_t (&b)[4]) {
+  if constexpr (std::is_same_v<T, __half>) {
+    const std::uint32_t bias = Elem<T>::kBias, sixteenth = 0x2c002c00u, minus72 = 0xd480d480u;  // 1032, 1/16, -72
+    const std::uint32_t high = word >> 8;
+    const __half2 q0 = __hsub2(bits_as<__half2>((word & 0x000f000fu) | Elem<T>::kMagic), bits_as<__half2>(bias));
+    const __half2 q1 = __hfma2(bits_as<__half2>((word & 0x00f000f0u) | Elem<T>::kMagic), bits_as<__half2>(sixteenth),
+                               bits_as<__half2>(minus72));
+    const __half2 q2 = __hsub2(bits_as<__half2>((high & 0x000f000fu) | Elem<T>::kMagic), bits_as<__half2>(bias));
+    const __half2 q3 = __hfma2(bits_as<__half2>((high & 0x00f000f0u) | Elem<T>::kMagic), bits_as<__half2>(sixteenth),
+                               bits_as<__half2>(minus72));
+    b[0] = bits_as<std::uint32_t>(__hmul2(q0, s0));
+    b[1] = bits_as<std::uint32_t>(__hmul2(q1, s0));
+    b[2] = bits_as<std::uint32_t>(__hmul2(q2, s1));
+    b[3] = bits_as<std::uint32_t>(__hmul2(q3, s1));
+  } else {
+    b[0] = dequant_pair<T>(word, 0, s0);
+    b[1] = dequant_pair<T>(word, 1, s0);
+    b[2] = dequant_pair<T>(word, 2, s1);
+    b[3] = dequant_pair<T>(word, 3, s1);
+  }
+}
+
 __device__ __forceinline__ void cp_async16(void* smem, const void* global, bool valid) {
   // src-size 0 reads nothing and fills the 16 bytes with zeros (rows past m, inputs past k).
   const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
@@ -122,10 +182,49 @@ struct Params {
   int m, k, n, n_pad;
   int k_tiles;     // ceil(k / 16): 16-row tiles that hold inputs
   int groups;
-  int group_size;  // > 0 with more than one group, else 0 (per-channel)
-  int stages;      // pipeline stages over k
-  int splits;
+  int group_size;   // > 0 with more than one group, else 0 (per-channel)
+  int group_shift;  // log2(group_size): 32, 64 or 128 (a shift instead of a division in the loop)
+  int stages;      // pipeline stages over k (S): a tile's units
+  int n_tiles;     // column tiles; tile t covers rows (t / n_tiles) and columns (t % n_tiles)
+  std::int64_t units;  // tiles x stages (U)
+  unsigned* counters;  // one per tile, zero between launches (the last block of a tile resets its own)
 };
+
+// Stream-K (Osama et al., "Stream-K: Work-centric Parallel Decomposition for Dense Matrix Multiplication", 2023):
+// the U = tiles x stages units of work, tile-major, are cut into gridDim.x equal ranges, one per block, so every
+// block moves the same number of bytes whatever the shape (no partial last wave). Block b takes
+// [floor(b U / P), floor((b + 1) U / P)).
+__device__ __forceinline__ std::int64_t range_start(std::int64_t b, std::int64_t units, std::int64_t blocks) {
+  return b * units / blocks;
+}
+// The block whose range holds unit u: the largest b with range_start(b) <= u, i.e. ceil((u + 1) P / U) - 1.
+__device__ __forceinline__ std::int64_t block_of(std::int64_t u, std::int64_t units, std::int64_t blocks) {
+  return ((u + 1) * blocks + units - 1) / units - 1;
+}
+
+// A unit's place: tile t (its first output row m0 and column n0) and its stage over k. The loop walks units with
+// advance(), which divides nothing: 64-bit divisions per stage (a subroutine call each) had made the small-m kernel
+// issue-bound (16 calls in its SASS; the mma work of a stage is 16 instructions per warp at m <= 16).
+struct Cursor {
+  std::int64_t t;
+  int stage, m0, n0;
+};
+
+__device__ __forceinline__ Cursor cursor_at(std::int64_t u, const Params& p, int bm, int bn) {
+  const std::int64_t t = u / p.stages;
+  return {t, int(u - t * p.stages), int(t / p.n_tiles) * bm, int(t % p.n_tiles) * bn};
+}
+
+__device__ __forceinline__ void advance(Cursor& c, const Params& p, int bm, int bn) {
+  if (++c.stage < p.stages) return;
+  c.stage = 0;
+  ++c.t;
+  c.n0 += bn;
+  if (c.n0 >= p.n_tiles * bn) {
+    c.n0 = 0;
+    c.m0 += bm;
+  }
+}
 
 template <int MT, int NC, int BK, int STAGES>
 struct Tile {
@@ -142,7 +241,8 @@ struct Tile {
   static constexpr int kRow = kBn + 4;           // float row stride of the reduction buffer (spreads banks)
   static constexpr int kReduceBytes = kBm * kRow * 4;
   static constexpr int kPipelineBytes = (STAGES * kStage + kChannel) * 16;
-  static constexpr int kSmemBytes = kPipelineBytes > kReduceBytes ? kPipelineBytes : kReduceBytes;
+  // The reduction buffer has its own space: the pipeline keeps loading the next tile's stages while a tile ends.
+  static constexpr int kSmemBytes = kPipelineBytes + kReduceBytes;
 };
 
 template <typename T, int MT, int NC, int BK, int STAGES>
@@ -151,44 +251,74 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
   constexpr int kStages = STAGES;
   using Pair = typename Elem<T>::Pair;
   extern __shared__ uint4 smem[];
+  __shared__ int last_arrival;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int chunk = warp % NC, kg = warp / NC;
-  const int n0 = blockIdx.x * G::kBn, m0 = blockIdx.y * G::kBm, split = blockIdx.z;
-  const int first = int(std::int64_t(split) * p.stages / p.splits);
-  const int last = int(std::int64_t(split + 1) * p.stages / p.splits);
+  const std::int64_t blocks = gridDim.x, block = blockIdx.x;
+  const std::int64_t u_begin = range_start(block, p.units, blocks), u_end = range_start(block + 1, p.units, blocks);
   const int scale_row = p.n_pad / 8;  // 16-byte pieces per scale row (n_pad 16-bit values)
   const int b_row = p.n_pad / 2;      // 16-byte pieces per B row (2 n_pad int32)
-  const int scale_rows = p.group_size > 0 ? (BK > p.group_size ? BK / p.group_size : 1) : 0;
+  const int scale_rows = p.group_size > 0 ? (BK > p.group_size ? BK >> p.group_shift : 1) : 0;
   uint4* const channel = smem + kStages * G::kStage;
+  float* const red = reinterpret_cast<float*>(smem + kStages * G::kStage + G::kChannel);
 
-  auto load_stage = [&](int stage, int buf) {
+  // What this thread copies each stage, fixed for the kernel: A pieces j at row a_r + j kARows and piece column a_c,
+  // B pieces j at 16-row tile b_t + j kBRows of chunk b_c (piece `lane`), at most one scale piece (row s_r, chunk
+  // s_c). Per tile only the start pointers and the row/column checks change, and per stage an offset: the loop does
+  // no index arithmetic beyond that.
+  constexpr int kAPer = (G::kA + kThreads - 1) / kThreads, kARows = kThreads / (BK / 8);
+  constexpr int kBPer = G::kB / kThreads, kBRows = kThreads / (NC * 32);
+  static_assert(kThreads % (BK / 8) == 0 && G::kB % kThreads == 0 && kThreads % (NC * 32) == 0 && G::kS <= kThreads &&
+                    kAPer <= 32,
+                "the copy geometry: whole rows of pieces per pass, at most 32 A pieces per thread");
+  const int a_r = tid / (BK / 8), a_c = tid % (BK / 8);
+  const int b_t = tid / (NC * 32), b_c = (tid / 32) % NC;
+  const int s_r = tid / (NC * 8), s_c = (tid / 8) % NC;
+  const std::int64_t a_step = std::int64_t(kARows) * p.k / 8;  // 16-byte pieces between a thread's A pieces
+  const uint4* a_tile = p.a;
+  const uint4* b_tile = p.b;
+  const uint4* s_tile = p.s;
+  unsigned a_rows_ok = 0;  // bit j: A piece j's row is below m
+  bool b_ok = false, s_ok = false;
+  auto enter_tile = [&](const Cursor& at) {
+    a_tile = p.a + (std::int64_t(at.m0 + a_r) * p.k + 8 * a_c) / 8;
+    a_rows_ok = 0;
+#pragma unroll
+    for (int j = 0; j < kAPer; ++j) a_rows_ok |= unsigned(at.m0 + a_r + j * kARows < p.m) << j;
+    b_tile = p.b + std::int64_t(b_t) * b_row + (at.n0 / 64 + b_c) * 32 + lane;
+    b_ok = at.n0 + 64 * b_c < p.n_pad;
+    s_tile = p.s + (at.n0 / 64 + s_c) * 8 + tid % 8;
+    s_ok = tid < scale_rows * NC * 8 && at.n0 + 64 * s_c < p.n_pad;
+  };
+
+  auto load_stage = [&](const Cursor& at, int buf) {
     uint4* const sa = smem + buf * G::kStage;
     uint4* const sb = sa + G::kA;
     uint4* const ss = sb + G::kB;
-    const int k0 = stage * BK;
-    for (int i = tid; i < G::kA; i += kThreads) {
-      const int r = i / (BK / 8), c = i % (BK / 8);
-      const bool ok = m0 + r < p.m && k0 + 8 * c < p.k;
-      const uint4* src = ok ? p.a + (std::int64_t(m0 + r) * p.k + k0 + 8 * c) / 8 : p.a;
-      cp_async16(sa + r * (BK / 8) + (c ^ (r % 8)), src, ok);  // XOR swizzle: ldmatrix rows hit 8 different banks
+    const int k0 = at.stage * BK;
+#pragma unroll
+    for (int j = 0; j < kAPer; ++j) {
+      if (G::kA % kThreads != 0 && j * kThreads + tid >= G::kA) break;
+      const int r = a_r + j * kARows;
+      const bool ok = (a_rows_ok >> j & 1u) && k0 + 8 * a_c < p.k;
+      // XOR swizzle: ldmatrix rows hit 8 different banks.
+      cp_async16(sa + r * (BK / 8) + (a_c ^ (r % 8)), ok ? a_tile + k0 / 8 + j * a_step : p.a, ok);
     }
-    for (int i = tid; i < G::kB; i += kThreads) {
-      const int t = i / (NC * 32), c = (i / 32) % NC, piece = i % 32;
-      const int row = stage * G::kKt + t;
-      const bool ok = row < p.k_tiles && n0 + 64 * c < p.n_pad;
-      const uint4* src = ok ? p.b + std::int64_t(row) * b_row + (n0 / 64 + c) * 32 + piece : p.b;
-      cp_async16(sb + i, src, ok);
+#pragma unroll
+    for (int j = 0; j < kBPer; ++j) {
+      const int row = at.stage * G::kKt + j * kBRows;  // of this thread's first piece's tile
+      const bool ok = b_ok && row + b_t < p.k_tiles;
+      cp_async16(sb + tid + j * kThreads, ok ? b_tile + std::int64_t(row) * b_row : p.b, ok);
     }
-    for (int i = tid; i < scale_rows * NC * 8; i += kThreads) {
-      const int r = i / (NC * 8), c = (i / 8) % NC, piece = i % 8;
-      const int g = k0 / p.group_size + r;
-      const bool ok = g < p.groups && n0 + 64 * c < p.n_pad;
-      const uint4* src = ok ? p.s + std::int64_t(g) * scale_row + (n0 / 64 + c) * 8 + piece : p.s;
-      cp_async16(ss + i, src, ok);
+    if (s_ok) {
+      const int g = (k0 >> p.group_shift) + s_r;
+      const bool ok = g < p.groups;
+      cp_async16(ss + tid, ok ? s_tile + std::int64_t(g) * scale_row : p.s, ok);
     }
   };
 
-  if (p.group_size == 0) {  // per-channel: one scale row, rearranged once into the grouped order the loop reads
+  // Per-channel: the tile's one scale row, rearranged into the grouped order the loop reads.
+  auto load_channel_scales = [&](int n0) {
     T* const dst = reinterpret_cast<T*>(channel);
     const T* const src = static_cast<const T*>(static_cast<const void*>(p.s));
     for (int i = tid; i < G::kBn; i += kThreads) {
@@ -196,20 +326,21 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
       const int col = n0 + 64 * c + q / 8 + 8 * (q % 8);  // grouped order: entry 8i + j is column i + 8j
       dst[i] = col < p.n_pad ? src[col - col % 32 + single_scale_position(col % 32)] : Elem<T>::from_float(0.f);
     }
-  }
+  };
 
   float acc[MT][8][4] = {};
-  auto compute_stage = [&](int stage, int buf) {
+  auto compute_stage = [&](const Cursor& at, int buf) {
     const uint4* const sa = smem + buf * G::kStage;
     const uint4* const sb = sa + G::kA;
     const uint4* const ss = sb + G::kB;
-    if (n0 + 64 * chunk >= p.n_pad) return;
+    const int stage = at.stage;
+    if (at.n0 + 64 * chunk >= p.n_pad) return;
 #pragma unroll
     for (int j = 0; j < G::kPerWarp; ++j) {
       const int t = kg + j * G::kKg;
       if (stage * G::kKt + t >= p.k_tiles) break;  // tiles are in increasing order; the rest are past k
       const uint4 words = sb[t * NC * 32 + chunk * 32 + lane];
-      const int srow = p.group_size == 0 || BK <= p.group_size ? 0 : 16 * t / p.group_size;
+      const int srow = p.group_size == 0 || BK <= p.group_size ? 0 : (16 * t) >> p.group_shift;
       const uint4 scales = p.group_size == 0 ? channel[chunk * 8 + lane / 4] : ss[srow * NC * 8 + chunk * 8 + lane / 4];
       std::uint32_t frag_a[MT][4];
 #pragma unroll
@@ -223,76 +354,102 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
       for (int tile = 0; tile < 4; ++tile) {  // 16x16 tile `tile` of the chunk: 8-column halves 2 tile, 2 tile + 1
         const Pair both = bits_as<Pair>(scale_words[tile]);
         const Pair s0 = Pair{both.x, both.x}, s1 = Pair{both.y, both.y};
-        const std::uint32_t b00 = dequant_pair<T>(word[tile], 0, s0), b01 = dequant_pair<T>(word[tile], 1, s0);
-        const std::uint32_t b10 = dequant_pair<T>(word[tile], 2, s1), b11 = dequant_pair<T>(word[tile], 3, s1);
+        std::uint32_t b[4];
+        dequant_word<T>(word[tile], s0, s1, b);
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-          Elem<T>::mma(acc[mt][2 * tile], frag_a[mt], b00, b01);
-          Elem<T>::mma(acc[mt][2 * tile + 1], frag_a[mt], b10, b11);
+          Elem<T>::mma(acc[mt][2 * tile], frag_a[mt], b[0], b[1]);
+          Elem<T>::mma(acc[mt][2 * tile + 1], frag_a[mt], b[2], b[3]);
         }
       }
     }
   };
 
-  for (int i = 0; i < kStages - 1; ++i) {
-    if (first + i < last) load_stage(first + i, i);
-    cp_async_commit();
-  }
-  for (int stage = first; stage < last; ++stage) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();  // stage data visible to all; every warp is done with the buffer refilled next
-    const int next = stage + kStages - 1;
-    if (next < last) load_stage(next, (next - first) % kStages);
-    cp_async_commit();
-    compute_stage(stage, (stage - first) % kStages);
-  }
-  cp_async_wait<0>();
-  __syncthreads();
-
-  // The warps of a chunk hold partial sums over different tiles: add them in shared memory, in warp order.
-  float* const red = reinterpret_cast<float*>(smem);
-  for (int g = 0; g < G::kKg; ++g) {
-    if (kg == g) {
+  // The end of this block's part of tile t: the warps of a chunk hold partial sums over different 16-row tiles; add
+  // them in shared memory in warp order. A tile done by one block is written out; otherwise the part goes to its
+  // workspace slot (block + tile: unique, as both only grow along the ranges) and the last block of the tile to
+  // arrive adds all parts in block order (deterministic: the same order whichever arrives last), adds the bias,
+  // rounds once and writes the output.
+  auto finish_tile = [&](const Cursor& at) {
+    for (int g = 0; g < G::kKg; ++g) {
+      if (kg == g) {
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
+        for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-        for (int h = 0; h < 8; ++h) {
+          for (int h = 0; h < 8; ++h) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int row = 16 * mt + lane / 4 + (e >= 2 ? 8 : 0);
-            const int col = 64 * chunk + 8 * h + 2 * (lane % 4) + e % 2;
-            float& out = red[row * G::kRow + col];
-            out = g == 0 ? acc[mt][h][e] : out + acc[mt][h][e];
+            for (int e = 0; e < 4; ++e) {
+              const int row = 16 * mt + lane / 4 + (e >= 2 ? 8 : 0);
+              const int col = 64 * chunk + 8 * h + 2 * (lane % 4) + e % 2;
+              float& out = red[row * G::kRow + col];
+              out = g == 0 ? acc[mt][h][e] : out + acc[mt][h][e];
+              acc[mt][h][e] = 0.f;
+            }
           }
         }
       }
+      __syncthreads();
     }
-    __syncthreads();
-  }
-  for (int i = tid; i < G::kBm * G::kBn; i += kThreads) {
-    const int row = i / G::kBn, col = i % G::kBn;
-    const int gm = m0 + row, gn = n0 + col;
-    if (gm >= p.m || gn >= p.n) continue;
-    float v = red[row * G::kRow + col];
-    if (p.splits > 1) {
-      p.workspace[(std::int64_t(split) * p.m + gm) * p.n + gn] = v;
-    } else {
+    const std::int64_t t = at.t;
+    const int m0 = at.m0, n0 = at.n0;
+    const std::int64_t first = block_of(t * p.stages, p.units, blocks);
+    const std::int64_t parts = block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1;
+    auto store = [&](int row, int col, float v) {
+      const int gm = m0 + row, gn = n0 + col;
+      if (gm >= p.m || gn >= p.n) return;
       if (p.bias != nullptr) v += Elem<T>::to_float(static_cast<const T*>(p.bias)[gn]);
       static_cast<T*>(p.c)[std::int64_t(gm) * p.n + gn] = Elem<T>::from_float(v);
+    };
+    if (parts == 1) {
+      for (int i = tid; i < G::kBm * G::kBn; i += kThreads) store(i / G::kBn, i % G::kBn, red[(i / G::kBn) * G::kRow + i % G::kBn]);
+      return;
     }
-  }
-}
+    constexpr int kSlot = G::kBm * G::kBn;
+    float* const mine = p.workspace + (block + t) * kSlot;
+    for (int i = tid; i < kSlot; i += kThreads) mine[i] = red[(i / G::kBn) * G::kRow + i % G::kBn];
+    __threadfence();  // this block's part is visible to the device before the tile's counter moves
+    __syncthreads();
+    if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
+    __syncthreads();
+    if (!last_arrival) return;
+    __threadfence();
+    for (int i = tid; i < kSlot; i += kThreads) {
+      float v = 0.f;
+      for (std::int64_t part = 0; part < parts; ++part) v += __ldcg(p.workspace + (first + part + t) * kSlot + i);
+      store(i / G::kBn, i % G::kBn, v);
+    }
+  };
 
-// C = sum of the split-K partials in split order, plus bias, rounded once.
-template <typename T>
-__global__ void splitk_reduce_kernel(const float* __restrict__ workspace, int splits, std::int64_t m, std::int64_t n,
-                                     const T* __restrict__ bias, T* __restrict__ c) {
-  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= m * n) return;
-  float v = 0.f;
-  for (int s = 0; s < splits; ++s) v += workspace[s * m * n + i];
-  if (bias != nullptr) v += Elem<T>::to_float(bias[i % n]);
-  c[i] = Elem<T>::from_float(v);
+  // Two cursors over this block's units: the one being loaded runs kStages - 1 ahead of the one being computed.
+  const std::int64_t count = u_end - u_begin;
+  Cursor loading = cursor_at(u_begin, p, G::kBm, G::kBn), computing = loading;
+  enter_tile(loading);
+  auto load_next = [&](int buf) {
+    load_stage(loading, buf);
+    advance(loading, p, G::kBm, G::kBn);
+    if (loading.stage == 0) enter_tile(loading);
+  };
+  for (int i = 0; i < kStages - 1; ++i) {
+    if (i < count) load_next(i);
+    cp_async_commit();
+  }
+  int buf = 0, load_buf = kStages - 1;
+  for (std::int64_t i = 0; i < count; ++i) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // stage data visible to all; every warp is done with the buffer refilled next
+    if (i + kStages - 1 < count) load_next(load_buf);
+    cp_async_commit();
+    load_buf = load_buf + 1 == kStages ? 0 : load_buf + 1;
+    if (p.group_size == 0 && (i == 0 || computing.stage == 0)) {  // a new tile: its per-channel scales
+      load_channel_scales(computing.n0);
+      __syncthreads();
+    }
+    compute_stage(computing, buf);
+    buf = buf + 1 == kStages ? 0 : buf + 1;
+    if (i + 1 == count || computing.stage + 1 == p.stages) finish_tile(computing);
+    advance(computing, p, G::kBm, G::kBn);
+  }
+  cp_async_wait<0>();
 }
 
 __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, const std::int32_t* __restrict__ perm,
@@ -304,34 +461,65 @@ __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, cons
 }
 
 template <typename T, int Config>
-cudaError_t launch_config(const Params& p, cudaStream_t stream) {
+auto* kernel_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
-  using G = Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>;
-  auto* kernel = marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmemBytes);
-  if (e != cudaSuccess) return e;
-  const dim3 grid(unsigned((p.n + G::kBn - 1) / G::kBn), unsigned((p.m + G::kBm - 1) / G::kBm), unsigned(p.splits));
-  kernel<<<grid, kThreads, G::kSmemBytes, stream>>>(p);
-  return cudaGetLastError();
+  return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages>;
 }
 
-template <typename T>
-cudaError_t launch_typed(const Params& p, int config, cudaStream_t stream) {
+template <typename T, int Config>
+int smem_bytes_of() {
+  constexpr MarlinGemmConfig c = kConfigs[Config];
+  return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>::kSmemBytes;
+}
+
+// Per kernel and device, what the host asks the driver once: the dynamic shared-memory limit raised (needed above
+// 48 KB) and the resident blocks per SM. Asking on every call put two driver calls before each launch.
+struct KernelSetup {
+  cudaError_t error = cudaErrorNotReady;  // cudaErrorNotReady: not asked yet on this device
+  int blocks_per_sm = 1;
+};
+constexpr int kMaxDevices = 64;
+
+template <typename T, int Config>
+KernelSetup setup_of(int device) {
+  static std::mutex mutex;
+  static KernelSetup setups[kMaxDevices];
+  auto* kernel = kernel_of<T, Config>();
+  const int smem = smem_bytes_of<T, Config>();
+  KernelSetup fresh;
+  KernelSetup* setup = device >= 0 && device < kMaxDevices ? &setups[device] : &fresh;
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (setup->error == cudaErrorNotReady) {
+    setup->error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (setup->error == cudaSuccess) {
+      setup->error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&setup->blocks_per_sm, kernel, kThreads, smem);
+    }
+  }
+  return *setup;
+}
+
+// Runs f(kernel, smem bytes, setup) on the current device once the kernel's setup there succeeded.
+template <typename T, int Config, typename F>
+cudaError_t with_kernel(F&& f) {
+  int device = -1;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  const KernelSetup setup = setup_of<T, Config>(device);
+  return setup.error != cudaSuccess ? setup.error : f(kernel_of<T, Config>(), smem_bytes_of<T, Config>(), setup);
+}
+
+template <typename T, typename F>
+cudaError_t dispatch(int config, F&& f) {
   switch (config) {
-    case 0: return launch_config<T, 0>(p, stream);
-    case 1: return launch_config<T, 1>(p, stream);
-    case 2: return launch_config<T, 2>(p, stream);
+    case 0: return with_kernel<T, 0>(f);
+    case 1: return with_kernel<T, 1>(f);
+    case 2: return with_kernel<T, 2>(f);
     default: return cudaErrorInvalidValue;
   }
 }
 
-template <typename T>
-cudaError_t launch_reduce(const MarlinGemmArgs& args, cudaStream_t stream) {
-  constexpr int kReduceThreads = 256;
-  const std::int64_t total = args.m * args.n;
-  splitk_reduce_kernel<T><<<unsigned((total + kReduceThreads - 1) / kReduceThreads), kReduceThreads, 0, stream>>>(
-      args.workspace, args.plan.splits, args.m, args.n, static_cast<const T*>(args.bias), static_cast<T*>(args.c));
-  return cudaGetLastError();
+template <typename F>
+cudaError_t dispatch(DType dtype, int config, F&& f) {
+  return dtype == DType::F16 ? dispatch<__half>(config, f) : dispatch<__nv_bfloat16>(config, f);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
@@ -349,13 +537,42 @@ std::int64_t marlin_gemm_stages(int config, std::int64_t k) {
   return (k + bk - 1) / bk;
 }
 
-MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, int sm_count) {
+std::int64_t marlin_gemm_tiles(int config, std::int64_t m, std::int64_t n) {
+  const MarlinGemmConfig c = marlin_gemm_config(config);
+  return ((n + 64 * c.n_chunks - 1) / (64 * c.n_chunks)) * ((m + 16 * c.m_tiles - 1) / (16 * c.m_tiles));
+}
+
+std::int64_t marlin_gemm_max_blocks(int config, std::int64_t m, std::int64_t n, std::int64_t k) {
+  const std::int64_t tiles = marlin_gemm_tiles(config, m, n);
+  return std::min(tiles * marlin_gemm_stages(config, k), kMaxBlocksPerTile * tiles);
+}
+
+std::int64_t marlin_gemm_workspace_floats(int config, int blocks, std::int64_t m, std::int64_t n) {
+  const MarlinGemmConfig c = marlin_gemm_config(config);
+  return (blocks + marlin_gemm_tiles(config, m, n)) * 16 * c.m_tiles * 64 * c.n_chunks;
+}
+
+MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count) {
   MarlinGemmPlan plan;
   plan.config = m <= 16 ? 0 : m <= 32 ? 1 : 2;
-  const MarlinGemmConfig c = kConfigs[plan.config];
-  const std::int64_t tiles = ((n + 64 * c.n_chunks - 1) / (64 * c.n_chunks)) * ((m + 16 * c.m_tiles - 1) / (16 * c.m_tiles));
-  const std::int64_t stages = marlin_gemm_stages(plan.config, k);
-  while (tiles * plan.splits < sm_count && plan.splits * 2 <= stages) plan.splits *= 2;
+  // As many blocks as fit on the GPU at once (at most kBlocksPerSm per SM), so the one wave is the whole grid.
+  int per_sm = 1;
+  if (dispatch(dtype, plan.config, [&](auto*, int, const KernelSetup& setup) {
+        per_sm = setup.blocks_per_sm;
+        return cudaSuccess;
+      }) != cudaSuccess || per_sm < 1) {
+    cudaGetLastError();  // clear it: the launch reports real errors
+    per_sm = 1;
+  }
+  const std::int64_t resident = std::int64_t(sm_count) * std::min(per_sm, kBlocksPerSm);
+  const std::int64_t tiles = marlin_gemm_tiles(plan.config, m, n), stages = marlin_gemm_stages(plan.config, k);
+  const std::int64_t min_units = kConfigs[plan.config].min_units;
+  // When at least two blocks per tile fit, cut every tile into the same number of parts (the ranges then start on
+  // tile boundaries: H200, M = 64 on 8192 x 8192, 128 such blocks took 70 us where 132 straddling ones took 87);
+  // otherwise stream-K over the resident blocks.
+  const std::int64_t parts = std::min({resident / tiles, stages / min_units, kMaxBlocksPerTile});
+  const std::int64_t wanted = parts >= 2 ? tiles * parts : std::min(resident, tiles * stages / min_units);
+  plan.blocks = int(std::max<std::int64_t>(1, std::min(wanted, marlin_gemm_max_blocks(plan.config, m, n, k))));
   return plan;
 }
 
@@ -365,12 +582,13 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
                         args.group_size == 128;
   if (args.m <= 0 || args.k <= 0 || args.n <= 0 || args.k % 8 != 0 || args.n_pad % 64 != 0 || args.n > args.n_pad ||
       args.k_pad % 16 != 0 || args.k > args.k_pad || !group_ok || plan.config < 0 || plan.config >= kConfigCount ||
-      plan.splits < 1 || plan.splits > marlin_gemm_stages(plan.config, args.k) || (plan.splits > 1 && !args.workspace) ||
-      args.m > 65535LL * 16 || args.k_pad > (1LL << 30) || args.n_pad > (1LL << 30) ||
+      plan.blocks < 1 || plan.blocks > marlin_gemm_max_blocks(plan.config, args.m, args.n, args.k) ||
+      !args.workspace || !args.counters || args.k_pad > (1LL << 30) || args.n_pad > (1LL << 30) ||
       !aligned16(args.a) || !aligned16(args.b) || !aligned16(args.s) || args.dtype == DType::F32) {
     return cudaErrorInvalidValue;
   }
   const std::int64_t groups = args.group_size == -1 ? 1 : (args.k + args.group_size - 1) / args.group_size;
+  const MarlinGemmConfig c = kConfigs[plan.config];
   Params p{};
   p.a = static_cast<const uint4*>(args.a);
   p.b = reinterpret_cast<const uint4*>(args.b);
@@ -378,16 +596,19 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
   p.bias = args.bias;
   p.c = args.c;
   p.workspace = args.workspace;
+  p.counters = args.counters;
   p.m = int(args.m), p.k = int(args.k), p.n = int(args.n), p.n_pad = int(args.n_pad);
   p.k_tiles = int((args.k + 15) / 16);
   p.groups = int(groups);
   p.group_size = groups > 1 ? args.group_size : 0;
+  p.group_shift = p.group_size == 32 ? 5 : p.group_size == 64 ? 6 : 7;
   p.stages = int(marlin_gemm_stages(plan.config, args.k));
-  p.splits = plan.splits;
-  const bool half = args.dtype == DType::F16;
-  cudaError_t e = half ? launch_typed<__half>(p, plan.config, stream) : launch_typed<__nv_bfloat16>(p, plan.config, stream);
-  if (e != cudaSuccess || plan.splits == 1) return e;
-  return half ? launch_reduce<__half>(args, stream) : launch_reduce<__nv_bfloat16>(args, stream);
+  p.n_tiles = int((args.n + 64 * c.n_chunks - 1) / (64 * c.n_chunks));
+  p.units = marlin_gemm_tiles(plan.config, args.m, args.n) * p.stages;
+  return dispatch(args.dtype, plan.config, [&](auto* kernel, int smem, const KernelSetup&) {
+    kernel<<<unsigned(plan.blocks), kThreads, smem, stream>>>(p);
+    return cudaGetLastError();
+  });
 }
 
 cudaError_t launch_permute_columns(const void* a, const std::int32_t* perm, std::int64_t m, std::int64_t k, void* out,

@@ -2,7 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "impl/core/errors.h"
@@ -137,6 +141,21 @@ at::Tensor gemm_reference(const at::Tensor& x, const MarlinWeights& w, const std
 }
 
 #ifdef QH_WITH_CUDA
+// The kernel's per-tile counters: zero before each launch and left zero by it, so one zeroed buffer per (device,
+// stream) serves every launch in stream order (a launch on another stream may run concurrently: its own buffer).
+// Replaced by a larger zeroed one when a launch needs more tiles; dropping the old one is safe because the caching
+// allocator hands its memory out again only in this stream's order, after the launches that use it.
+at::Tensor tile_counters(c10::Device device, cudaStream_t stream, std::int64_t tiles) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, cudaStream_t>, at::Tensor> buffers;
+  const std::lock_guard<std::mutex> lock(mutex);
+  at::Tensor& buffer = buffers[{device.index(), stream}];
+  if (!buffer.defined() || buffer.numel() < tiles) {
+    buffer = at::zeros({std::max<std::int64_t>(tiles, 1024)}, at::TensorOptions().dtype(at::kInt).device(device));
+  }
+  return buffer;
+}
+
 at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::string& layer,
                      const GemmOptions& options) {
   const MarlinSpec& spec = w.spec;
@@ -144,8 +163,9 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
   const at::Tensor bias = check_weights(x, w, layer);
 
   const std::int64_t m = x.numel() / spec.in_features;
-  kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, spec.out_features, spec.in_features,
-                                                           at::cuda::getDeviceProperties(device.index())->multiProcessorCount);
+  const kernels::DType dtype = x.scalar_type() == at::kHalf ? kernels::DType::F16 : kernels::DType::BF16;
+  kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(
+      m, spec.out_features, spec.in_features, dtype, at::cuda::getDeviceProperties(device.index())->multiProcessorCount);
   if (options.config >= 0) {
     if (options.config >= kernels::marlin_gemm_config_count()) {
       throw ConfigError(Where{.layer = layer}, "a forced configuration must exist",
@@ -153,13 +173,14 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
                         std::to_string(options.config));
     }
     plan.config = options.config;
-    plan.splits = 1;
+    plan.blocks = int(std::min<std::int64_t>(
+        plan.blocks, kernels::marlin_gemm_max_blocks(plan.config, m, spec.out_features, spec.in_features)));
   }
-  if (options.splits > 0) plan.splits = options.splits;
-  const std::int64_t stages = kernels::marlin_gemm_stages(plan.config, spec.in_features);
-  if (plan.splits > stages) {
-    throw ConfigError(Where{.layer = layer}, "split-K gives each split at least one pipeline stage",
-                      "splits <= " + std::to_string(stages), "splits = " + std::to_string(plan.splits));
+  if (options.blocks > 0) plan.blocks = options.blocks;
+  const std::int64_t max_blocks = kernels::marlin_gemm_max_blocks(plan.config, m, spec.out_features, spec.in_features);
+  if (plan.blocks > max_blocks) {
+    throw ConfigError(Where{.layer = layer}, "stream-K gives each block at least one unit and a tile at most 31 blocks",
+                      "blocks <= " + std::to_string(max_blocks), "blocks = " + std::to_string(plan.blocks));
   }
   if (options.check_finite) check_finite(x, "the GEMM's input must be finite", layer, "");
 
@@ -177,8 +198,9 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
     a = permuted;
   }
   at::Tensor y = at::empty({m, spec.out_features}, x.options());
-  at::Tensor workspace;
-  if (plan.splits > 1) workspace = at::empty({plan.splits, m, spec.out_features}, x.options().dtype(at::kFloat));
+  const at::Tensor workspace = at::empty(
+      {kernels::marlin_gemm_workspace_floats(plan.config, plan.blocks, m, spec.out_features)}, x.options().dtype(at::kFloat));
+  const at::Tensor counters = tile_counters(device, stream, kernels::marlin_gemm_tiles(plan.config, m, spec.out_features));
 
   kernels::MarlinGemmArgs args;
   args.a = a.data_ptr();
@@ -191,9 +213,10 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
   args.k_pad = spec.k_padded();
   args.n_pad = spec.n_padded();
   args.group_size = spec.groups() > 1 ? spec.group_size : -1;
-  args.dtype = x.scalar_type() == at::kHalf ? kernels::DType::F16 : kernels::DType::BF16;
+  args.dtype = dtype;
   args.c = y.data_ptr();
-  args.workspace = workspace.defined() ? workspace.data_ptr<float>() : nullptr;
+  args.workspace = workspace.data_ptr<float>();
+  args.counters = static_cast<unsigned*>(counters.data_ptr());
   args.plan = plan;
   if (const cudaError_t e = kernels::launch_marlin_gemm(args, stream); e != cudaSuccess) {
     throw NumericError(Where{.layer = layer}, "the Marlin GEMM kernel must launch", "cudaSuccess",
