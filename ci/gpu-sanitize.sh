@@ -13,13 +13,16 @@ out="${OUT:-build/device/out}"
 bin="${QH_BIN:-build/device/bin}"
 mkdir -p "$out"
 [ -x "$bin/qh_tests" ] || { echo "no $bin/qh_tests: run ci/gpu-test.sh first" >&2; exit 2; }
-# The GEMM cases run every instantiation, split-K, padding, act-order; the layout and materialization cases run
-# the repack; the dequantize, checksum, GPTQ sweep and Hessian stress cases the other kernels (the stress: its first
-# 90 cases, every pathology 10 times, K <= 256).
+# The GEMM cases run every instantiation, stream-K grids (1 block, 3 blocks, the plan's), padding, act-order; the
+# layout and materialization cases run the repack; the dequantize, checksum, GPTQ sweep and Hessian stress cases the
+# other kernels (the stress: its first 90 cases, every pathology 10 times, K <= 256). The perf probes' test is not
+# among them: under memcheck its instrumented copy and read kernels run ~20x slower, and the probes' own sanity check
+# refuses the result by design (H200, 2026-12-01: "the L2 read probe is slower than the DRAM copy ... found 242 GB/s"),
+# which says nothing about memory safety (that run's memcheck found 0 errors in the probe kernels it had run).
 export PYTORCH_NO_CUDA_MEMORY_CACHING=1 QH_DEVICE=cuda QH_STRESS_CASES=90 QH_STRESS_MAX_K=256
 gptq='Sweep/GpuGptqOptimized.AgreesWithReference/40x320_b8_g64_sym_act_blk96:*/GpuGptqOptimized.*17x200*'
 all="GpuMarlinGemm.*:GpuMarlinLayout.*:GpuMetaMaterialization.*:GpuQuantLinear.*:GpuBiasRoundtrip.*:GpuSafetensors*"
-all="$all:$gptq:GpuGptqOptimized.*:GpuHessianStress.*:GpuPerfProbes.*"
+all="$all:$gptq:GpuGptqOptimized.*:GpuHessianStress.*"
 quick="GpuMarlinGemm.EveryInstantiationRuns:GpuMarlinGemm.Deterministic:GpuMarlinGemm.ShapesIncludingPaddedOnes"
 quick="$quick:GpuMarlinLayout.*:$gptq"
 status=0
