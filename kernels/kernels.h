@@ -144,8 +144,9 @@ struct MarlinGemmPlan {
   int blocks = 1;  // grid size: 1 .. marlin_gemm_max_blocks
 };
 // The plan for a shape on a GPU with `sm_count` multiprocessors: the smallest block tile that holds m rows (<= 16,
-// <= 32, more), and as many blocks as are resident at once (at most 2 per SM), the shape allows and leave each
-// block at least the configuration's min_units.
+// <= 32, more); then, when at least two blocks per tile are resident at once (at most 2 per SM), every tile cut
+// into the same number of parts (ranges on tile boundaries), else stream-K over the resident blocks; never more
+// blocks than the shape allows or than leave each block the configuration's min_units.
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count);
 // Pipeline stages over k of configuration `config` (the units of one tile).
 std::int64_t marlin_gemm_stages(int config, std::int64_t k);
