@@ -3,15 +3,17 @@
 # build, in one process each and one call: for the default binaries and every build/variants/TAG given (all when
 # none is), the Marlin GPU cases of its qh_tests first (a variant that fails them is reported and not timed), then
 # its qh_quant_linear_bench on QH_BENCH_FILTER (default: every Marlin GEMM and repack shape, fp16 group 128, and
-# cuBLAS for vs_cublas). JSON per variant and a side-by-side table (median us, and each variant's time over the
-# default's) go to $OUT (the device tool's output folder) or build/variants/out. Carry build/default/bin,
-# build/default/lib, .deps and build/variants.
+# cuBLAS for vs_cublas). A side-by-side table (median us, and each variant's time over the default's) goes to
+# stdout; $OUT (the device tool's output folder, which brings back 8 files) or build/variants/out gets one JSON per
+# variant and the test log of a variant that failed. Carry build/default/bin, build/default/lib, .deps and
+# build/variants (four variants fit the tool's 64 MiB).
 #   perf/run_variants.sh [TAG ...]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source ci/gpu-prebuilt.sh || exit 2
 out="${OUT:-build/variants/out}"
 mkdir -p "$out"
+logs=$(mktemp -d)
 filter="${QH_BENCH_FILTER:-^(marlin/gemm/.*group:128/bf16:0|marlin/repack|cublas/gemm/.*bf16:0)}"
 tags=("$@")
 if [ ${#tags[@]} -eq 0 ]; then
@@ -23,13 +25,15 @@ for tag in default "${tags[@]}"; do
   dir=build/variants/$tag
   [ "$tag" = default ] && dir=$QH_BIN
   [ -x "$dir/qh_tests" ] && [ -x "$dir/qh_quant_linear_bench" ] || { echo "$tag: no binaries in $dir" >&2; continue; }
-  if ! "$dir/qh_tests" --gtest_filter='GpuMarlin*' >"$out/$tag-tests.log" 2>&1; then
+  if ! "$dir/qh_tests" --gtest_filter='GpuMarlin*' >"$logs/$tag-tests.log" 2>&1; then
+    cp "$logs/$tag-tests.log" "$out/"
     echo "$tag: GpuMarlin* FAILED, not timed ($out/$tag-tests.log)"
-    grep -E "^\[  FAILED  \]" "$out/$tag-tests.log" | head -5
+    grep -E "^\[  FAILED  \]" "$logs/$tag-tests.log" | head -5
     continue
   fi
   "$dir/qh_quant_linear_bench" --benchmark_filter="$filter" --benchmark_out="$out/$tag.json" \
-    --benchmark_out_format=json >"$out/$tag-bench.log" 2>&1 || { echo "$tag: benchmark failed" >&2; continue; }
+    --benchmark_out_format=json >"$logs/$tag-bench.log" 2>&1 ||
+    { echo "$tag: benchmark failed:" >&2; tail -5 "$logs/$tag-bench.log" >&2; continue; }
   timed+=("$tag")
 done
 python3 - "$out" "${timed[@]}" <<'PY'
