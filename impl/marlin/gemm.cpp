@@ -173,11 +173,10 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
                         std::to_string(options.config));
     }
     plan.config = options.config;
-    plan.blocks = int(std::min<std::int64_t>(
-        plan.blocks, kernels::marlin_gemm_max_blocks(plan.config, m, spec.out_features, spec.in_features)));
   }
-  if (options.blocks > 0) plan.blocks = options.blocks;
   const std::int64_t max_blocks = kernels::marlin_gemm_max_blocks(plan.config, m, spec.out_features, spec.in_features);
+  // A forced block count is checked below; the plan's (made for its own configuration) is cut to a forced one's.
+  plan.blocks = options.blocks > 0 ? options.blocks : int(std::min<std::int64_t>(plan.blocks, max_blocks));
   if (plan.blocks > max_blocks) {
     throw ConfigError(Where{.layer = layer}, "stream-K gives each block at least one unit and a tile at most 31 blocks",
                       "blocks <= " + std::to_string(max_blocks), "blocks = " + std::to_string(plan.blocks));
