@@ -401,7 +401,9 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
       static_cast<T*>(p.c)[std::int64_t(gm) * p.n + gn] = Elem<T>::from_float(v);
     };
     if (parts == 1) {
-      for (int i = tid; i < G::kBm * G::kBn; i += kThreads) store(i / G::kBn, i % G::kBn, red[(i / G::kBn) * G::kRow + i % G::kBn]);
+      for (int i = tid; i < G::kBm * G::kBn; i += kThreads) {
+        store(i / G::kBn, i % G::kBn, red[(i / G::kBn) * G::kRow + i % G::kBn]);
+      }
       return;
     }
     constexpr int kSlot = G::kBm * G::kBn;
@@ -537,9 +539,17 @@ std::int64_t marlin_gemm_stages(int config, std::int64_t k) {
   return (k + bk - 1) / bk;
 }
 
+namespace {
+// Column tiles of configuration `config` for n outputs (a row of tiles).
+std::int64_t column_tiles(int config, std::int64_t n) {
+  const int bn = 64 * marlin_gemm_config(config).n_chunks;
+  return (n + bn - 1) / bn;
+}
+}  // namespace
+
 std::int64_t marlin_gemm_tiles(int config, std::int64_t m, std::int64_t n) {
-  const MarlinGemmConfig c = marlin_gemm_config(config);
-  return ((n + 64 * c.n_chunks - 1) / (64 * c.n_chunks)) * ((m + 16 * c.m_tiles - 1) / (16 * c.m_tiles));
+  const int bm = 16 * marlin_gemm_config(config).m_tiles;
+  return column_tiles(config, n) * ((m + bm - 1) / bm);
 }
 
 std::int64_t marlin_gemm_max_blocks(int config, std::int64_t m, std::int64_t n, std::int64_t k) {
@@ -588,7 +598,6 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
     return cudaErrorInvalidValue;
   }
   const std::int64_t groups = args.group_size == -1 ? 1 : (args.k + args.group_size - 1) / args.group_size;
-  const MarlinGemmConfig c = kConfigs[plan.config];
   Params p{};
   p.a = static_cast<const uint4*>(args.a);
   p.b = reinterpret_cast<const uint4*>(args.b);
@@ -603,7 +612,7 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
   p.group_size = groups > 1 ? args.group_size : 0;
   p.group_shift = p.group_size == 32 ? 5 : p.group_size == 64 ? 6 : 7;
   p.stages = int(marlin_gemm_stages(plan.config, args.k));
-  p.n_tiles = int((args.n + 64 * c.n_chunks - 1) / (64 * c.n_chunks));
+  p.n_tiles = int(column_tiles(plan.config, args.n));
   p.units = marlin_gemm_tiles(plan.config, args.m, args.n) * p.stages;
   return dispatch(args.dtype, plan.config, [&](auto* kernel, int smem, const KernelSetup&) {
     kernel<<<unsigned(plan.blocks), kThreads, smem, stream>>>(p);
