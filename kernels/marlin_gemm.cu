@@ -21,7 +21,7 @@ namespace {
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = kThreads / 32;
 
-// Tuning knobs for perf/marlin_variants.sh; the defaults are what it measured best. H100, 2026-11-23: 6 or 8 stages
+// Tuning knobs (perf/build_variant.sh -DQH_NAME=VALUE, timed by perf/run_variants.sh); the defaults are what it measured best. H100, 2026-11-23: 6 or 8 stages
 // for small m changed nothing; bk 128 instead of 64 for the 64 x 256 tile cut M = 64..256 times by 10-17 %. H200,
 // 2026-12-01 (stream-K, perf/marlin_notes.md): for m <= 32, 256 inputs per stage with 3 stages beat 128 with 4 or 6
 // (M = 1 on 8192 x 28672: 72 us against 79), and 256 columns (QH_SMALL_NC 4) was slower on every shape.
@@ -59,8 +59,7 @@ constexpr MarlinGemmConfig kConfigs[] = {
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
-// Blocks per SM of the persistent grid (at most; fewer when registers or shared memory say so). Tuned by
-// perf/marlin_variants.sh.
+// Blocks per SM of the persistent grid (at most; fewer when registers or shared memory say so); a tuning knob.
 #ifndef QH_BLOCKS_PER_SM
 #define QH_BLOCKS_PER_SM 2
 #endif

@@ -4,7 +4,7 @@ namespace qh::kernels {
 
 namespace {
 
-// Warps (pieces) per block; tuned by perf/marlin_variants.sh.
+// Warps (pieces) per block; a tuning knob (perf/build_variant.sh -DQH_REPACK_WARPS=N).
 #ifndef QH_REPACK_WARPS
 #define QH_REPACK_WARPS 8
 #endif

@@ -4,14 +4,15 @@
 # copy of the tree with the given patches applied and macros set, swapped into a copy of build/default's kernel
 # library, and qh_quant_linear_bench and qh_tests are relinked with it as build/variants/TAG/. Build the default
 # preset first. On the box, carry build/variants with build/default/bin, build/default/lib and .deps,
-# `source ci/gpu-prebuilt.sh`, then run build/variants/TAG/qh_tests (correctness) and .../qh_quant_linear_bench.
+# and run perf/run_variants.sh (each variant's GpuMarlin* cases, then its benchmarks beside the default build's).
 #   perf/build_variant.sh TAG [PATCH.patch ...] [-DQH_NAME=VALUE ...]
 # e.g. perf/build_variant.sh lop3 perf/patches/marlin-1-fixup-batched.patch perf/patches/marlin-2-lop3.patch
+#      perf/build_variant.sh bk128 -DQH_SMALL_BK=128 -DQH_SMALL_STAGES=4   (the tuning macros of the two kernels)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 build=$root/build/default
-[ $# -ge 1 ] || { sed -n '2,9p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,11p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 tag=$1
 shift
 [[ "$tag" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "build_variant: TAG must be letters, digits, - or _ (got '$tag')" >&2; exit 2; }
