@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 build=$root/build/default
-[ $# -ge 1 ] || { sed -n '2,11p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,10p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 tag=$1
 shift
 [[ "$tag" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "build_variant: TAG must be letters, digits, - or _ (got '$tag')" >&2; exit 2; }
