@@ -399,25 +399,55 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
       if (p.bias != nullptr) v += Elem<T>::to_float(static_cast<const T*>(p.bias)[gn]);
       static_cast<T*>(p.c)[std::int64_t(gm) * p.n + gn] = Elem<T>::from_float(v);
     };
+    // A part is the tile in float32, moved as float4 quads: quad q is row q / (kBn / 4), columns 4 (q % (kBn / 4))
+    // .. + 3 (16-byte aligned in red, whose row stride kBn + 4 is a multiple of 4, and in the workspace).
+    constexpr int kSlot = G::kBm * G::kBn, kQuads = kSlot / 4, kRowQuads = G::kBn / 4;
+    constexpr int kPerThread = kQuads / kThreads, kBatch = kPerThread < 4 ? kPerThread : 4;
+    static_assert(kQuads % kThreads == 0 && kPerThread % kBatch == 0, "every thread moves whole batches of quads");
+    auto red_quad = [&](int q) -> float4& {
+      return *reinterpret_cast<float4*>(red + (q / kRowQuads) * G::kRow + 4 * (q % kRowQuads));
+    };
+    auto store_quad = [&](int q, const float4& v) {
+      const int row = q / kRowQuads, col = 4 * (q % kRowQuads);
+      store(row, col, v.x);
+      store(row, col + 1, v.y);
+      store(row, col + 2, v.z);
+      store(row, col + 3, v.w);
+    };
     if (parts == 1) {
-      for (int i = tid; i < G::kBm * G::kBn; i += kThreads) {
-        store(i / G::kBn, i % G::kBn, red[(i / G::kBn) * G::kRow + i % G::kBn]);
-      }
+      for (int q = tid; q < kQuads; q += kThreads) store_quad(q, red_quad(q));
       return;
     }
-    constexpr int kSlot = G::kBm * G::kBn;
-    float* const mine = p.workspace + (block + t) * kSlot;
-    for (int i = tid; i < kSlot; i += kThreads) mine[i] = red[(i / G::kBn) * G::kRow + i % G::kBn];
+    float4* const workspace = reinterpret_cast<float4*>(p.workspace);
+    for (int q = tid; q < kQuads; q += kThreads) workspace[(block + t) * kQuads + q] = red_quad(q);
     __threadfence();  // this block's part is visible to the device before the tile's counter moves
     __syncthreads();
     if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
     __syncthreads();
     if (!last_arrival) return;
     __threadfence();
-    for (int i = tid; i < kSlot; i += kThreads) {
-      float v = 0.f;
-      for (std::int64_t part = 0; part < parts; ++part) v += __ldcg(p.workspace + (first + part + t) * kSlot + i);
-      store(i / G::kBn, i % G::kBn, v);
+    // The parts in block order, each thread with a batch of up to 4 quads in flight per part (and, for the small
+    // tiles, 4 parts at once): summing element by element made a chain of L2 round trips, 64 per part and thread for
+    // the 64 x 256 tile, now 4 (its accumulators leave no registers for 4 parts at once: that spilled).
+    const float4* const tile_parts = workspace + (first + t) * kQuads;
+#pragma unroll 1
+    for (int q0 = 0; q0 < kPerThread; q0 += kBatch) {
+      float4 v[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) v[b] = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll(MT >= 4 ? 1 : 4)
+      for (std::int64_t part = 0; part < parts; ++part) {
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) {
+          const float4 x = __ldcg(tile_parts + part * kQuads + (q0 + b) * kThreads + tid);
+          v[b].x += x.x;
+          v[b].y += x.y;
+          v[b].z += x.z;
+          v[b].w += x.w;
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) store_quad((q0 + b) * kThreads + tid, v[b]);
     }
   };
 
