@@ -113,11 +113,20 @@ struct Elem<__nv_bfloat16> {
   __device__ static float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 };
 
+// (word & Mask) | Magic in one LOP3 (0xea: a & b | c); written as (a & b) | c nvcc emits two, since a SASS LOP3 takes
+// one immediate and both constants are immediates (IST-DASLab Marlin's lop3, a fact used here).
+template <std::uint32_t Mask, std::uint32_t Magic>
+__device__ __forceinline__ std::uint32_t mask_or(std::uint32_t word) {
+  std::uint32_t out;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(out) : "r"(word), "n"(Mask), "n"(Magic));
+  return out;
+}
+
 // Fields p and p + 4 of `word` (bits 4p.. and 16 + 4p..) as the pair ((q - 8) s) rounded once to T.
 template <typename T>
 __device__ __forceinline__ std::uint32_t dequant_pair(std::uint32_t word, int p, typename Elem<T>::Pair scale) {
   using Pair = typename Elem<T>::Pair;
-  const std::uint32_t biased = ((word >> (4 * p)) & 0x000f000fu) | Elem<T>::kMagic;
+  const std::uint32_t biased = mask_or<0x000f000fu, Elem<T>::kMagic>(word >> (4 * p));
   const std::uint32_t bias = Elem<T>::kBias;  // a local: the constant itself has no device address
   const Pair centred = __hsub2(bits_as<Pair>(biased), bits_as<Pair>(bias));
   return bits_as<std::uint32_t>(__hmul2(centred, scale));
@@ -133,11 +142,12 @@ __device__ __forceinline__ void dequant_word(std::uint32_t word, typename Elem<T
   if constexpr (std::is_same_v<T, __half>) {
     const std::uint32_t bias = Elem<T>::kBias, sixteenth = 0x2c002c00u, minus72 = 0xd480d480u;  // 1032, 1/16, -72
     const std::uint32_t high = word >> 8;
-    const __half2 q0 = __hsub2(bits_as<__half2>((word & 0x000f000fu) | Elem<T>::kMagic), bits_as<__half2>(bias));
-    const __half2 q1 = __hfma2(bits_as<__half2>((word & 0x00f000f0u) | Elem<T>::kMagic), bits_as<__half2>(sixteenth),
+    constexpr std::uint32_t kLow = 0x000f000fu, kHigh = 0x00f000f0u, kMagic = Elem<T>::kMagic;
+    const __half2 q0 = __hsub2(bits_as<__half2>(mask_or<kLow, kMagic>(word)), bits_as<__half2>(bias));
+    const __half2 q1 = __hfma2(bits_as<__half2>(mask_or<kHigh, kMagic>(word)), bits_as<__half2>(sixteenth),
                                bits_as<__half2>(minus72));
-    const __half2 q2 = __hsub2(bits_as<__half2>((high & 0x000f000fu) | Elem<T>::kMagic), bits_as<__half2>(bias));
-    const __half2 q3 = __hfma2(bits_as<__half2>((high & 0x00f000f0u) | Elem<T>::kMagic), bits_as<__half2>(sixteenth),
+    const __half2 q2 = __hsub2(bits_as<__half2>(mask_or<kLow, kMagic>(high)), bits_as<__half2>(bias));
+    const __half2 q3 = __hfma2(bits_as<__half2>(mask_or<kHigh, kMagic>(high)), bits_as<__half2>(sixteenth),
                                bits_as<__half2>(minus72));
     b[0] = bits_as<std::uint32_t>(__hmul2(q0, s0));
     b[1] = bits_as<std::uint32_t>(__hmul2(q1, s0));
