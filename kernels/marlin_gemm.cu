@@ -300,24 +300,28 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
     s_ok = tid < scale_rows * NC * 8 && at.n0 + 64 * s_c < p.n_pad;
   };
 
+  // A thread's next piece is a fixed step away: one 64-bit add per piece instead of a 64-bit multiply.
+  const std::int64_t b_step = std::int64_t(kBRows) * b_row, b_stage_step = std::int64_t(G::kKt) * b_row;
   auto load_stage = [&](const Cursor& at, int buf) {
     uint4* const sa = smem + buf * G::kStage;
     uint4* const sb = sa + G::kA;
     uint4* const ss = sb + G::kB;
     const int k0 = at.stage * BK;
+    const bool full = k0 + BK <= p.k;  // every input of the stage exists: only the tile's row/column checks remain
+    const uint4* a_src = a_tile + k0 / 8;
 #pragma unroll
-    for (int j = 0; j < kAPer; ++j) {
+    for (int j = 0; j < kAPer; ++j, a_src += a_step) {
       if (G::kA % kThreads != 0 && j * kThreads + tid >= G::kA) break;
       const int r = a_r + j * kARows;
-      const bool ok = (a_rows_ok >> j & 1u) && k0 + 8 * a_c < p.k;
+      const bool ok = (a_rows_ok >> j & 1u) && (full || k0 + 8 * a_c < p.k);
       // XOR swizzle: ldmatrix rows hit 8 different banks.
-      cp_async16(sa + r * (BK / 8) + (a_c ^ (r % 8)), ok ? a_tile + k0 / 8 + j * a_step : p.a, ok);
+      cp_async16(sa + r * (BK / 8) + (a_c ^ (r % 8)), ok ? a_src : p.a, ok);
     }
+    const uint4* b_src = b_tile + at.stage * b_stage_step;
 #pragma unroll
-    for (int j = 0; j < kBPer; ++j) {
-      const int row = at.stage * G::kKt + j * kBRows;  // of this thread's first piece's tile
-      const bool ok = b_ok && row + b_t < p.k_tiles;
-      cp_async16(sb + tid + j * kThreads, ok ? b_tile + std::int64_t(row) * b_row : p.b, ok);
+    for (int j = 0; j < kBPer; ++j, b_src += b_step) {
+      const bool ok = b_ok && (full || at.stage * G::kKt + j * kBRows + b_t < p.k_tiles);
+      cp_async16(sb + tid + j * kThreads, ok ? b_src : p.b, ok);
     }
     if (s_ok) {
       const int g = (k0 >> p.group_shift) + s_r;
