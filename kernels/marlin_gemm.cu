@@ -254,7 +254,9 @@ struct Tile {
   static constexpr int kSmemBytes = kPipelineBytes + kReduceBytes;
 };
 
-template <typename T, int MT, int NC, int BK, int STAGES>
+// Grouped: scales per group (p.group_size > 0) rather than one row per channel; a template parameter, so the loop
+// carries no branch between the two scale sources.
+template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
 __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
   using G = Tile<MT, NC, BK, STAGES>;
   constexpr int kStages = STAGES;
@@ -267,7 +269,7 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
   const std::int64_t u_begin = range_start(block, p.units, blocks), u_end = range_start(block + 1, p.units, blocks);
   const int scale_row = p.n_pad / 8;  // 16-byte pieces per scale row (n_pad 16-bit values)
   const int b_row = p.n_pad / 2;      // 16-byte pieces per B row (2 n_pad int32)
-  const int scale_rows = p.group_size > 0 ? (BK > p.group_size ? BK >> p.group_shift : 1) : 0;
+  const int scale_rows = Grouped ? (BK > p.group_size ? BK >> p.group_shift : 1) : 0;
   uint4* const channel = smem + kStages * G::kStage;
   float* const red = reinterpret_cast<float*>(smem + kStages * G::kStage + G::kChannel);
 
@@ -353,8 +355,8 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
       const int t = kg + j * G::kKg;
       if (stage * G::kKt + t >= p.k_tiles) break;  // tiles are in increasing order; the rest are past k
       const uint4 words = sb[t * NC * 32 + chunk * 32 + lane];
-      const int srow = p.group_size == 0 || BK <= p.group_size ? 0 : (16 * t) >> p.group_shift;
-      const uint4 scales = p.group_size == 0 ? channel[chunk * 8 + lane / 4] : ss[srow * NC * 8 + chunk * 8 + lane / 4];
+      const int srow = !Grouped || BK <= p.group_size ? 0 : (16 * t) >> p.group_shift;
+      const uint4 scales = Grouped ? ss[srow * NC * 8 + chunk * 8 + lane / 4] : channel[chunk * 8 + lane / 4];
       std::uint32_t frag_a[MT][4];
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
@@ -485,7 +487,7 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
     if (i + kStages - 1 < count) load_next(load_buf);
     cp_async_commit();
     load_buf = load_buf + 1 == kStages ? 0 : load_buf + 1;
-    if (p.group_size == 0 && (i == 0 || computing.stage == 0)) {  // a new tile: its per-channel scales
+    if (!Grouped && (i == 0 || computing.stage == 0)) {  // a new tile: its per-channel scales
       load_channel_scales(computing.n0);
       __syncthreads();
     }
@@ -505,10 +507,10 @@ __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, cons
   out[i] = a[row * k + perm[i % k]];
 }
 
-template <typename T, int Config>
+template <typename T, int Config, bool Grouped>
 auto* kernel_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
-  return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages>;
+  return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
 }
 
 template <typename T, int Config>
@@ -525,11 +527,11 @@ struct KernelSetup {
 };
 constexpr int kMaxDevices = 64;
 
-template <typename T, int Config>
+template <typename T, int Config, bool Grouped>
 KernelSetup setup_of(int device) {
   static std::mutex mutex;
   static KernelSetup setups[kMaxDevices];
-  auto* kernel = kernel_of<T, Config>();
+  auto* kernel = kernel_of<T, Config, Grouped>();
   const int smem = smem_bytes_of<T, Config>();
   KernelSetup fresh;
   KernelSetup* setup = device >= 0 && device < kMaxDevices ? &setups[device] : &fresh;
@@ -544,27 +546,29 @@ KernelSetup setup_of(int device) {
 }
 
 // Runs f(kernel, smem bytes, setup) on the current device once the kernel's setup there succeeded.
-template <typename T, int Config, typename F>
+template <typename T, int Config, bool Grouped, typename F>
 cudaError_t with_kernel(F&& f) {
   int device = -1;
   if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  const KernelSetup setup = setup_of<T, Config>(device);
-  return setup.error != cudaSuccess ? setup.error : f(kernel_of<T, Config>(), smem_bytes_of<T, Config>(), setup);
+  const KernelSetup setup = setup_of<T, Config, Grouped>(device);
+  return setup.error != cudaSuccess ? setup.error
+                                    : f(kernel_of<T, Config, Grouped>(), smem_bytes_of<T, Config>(), setup);
 }
 
-template <typename T, typename F>
+template <typename T, bool Grouped, typename F>
 cudaError_t dispatch(int config, F&& f) {
   switch (config) {
-    case 0: return with_kernel<T, 0>(f);
-    case 1: return with_kernel<T, 1>(f);
-    case 2: return with_kernel<T, 2>(f);
+    case 0: return with_kernel<T, 0, Grouped>(f);
+    case 1: return with_kernel<T, 1, Grouped>(f);
+    case 2: return with_kernel<T, 2, Grouped>(f);
     default: return cudaErrorInvalidValue;
   }
 }
 
 template <typename F>
-cudaError_t dispatch(DType dtype, int config, F&& f) {
-  return dtype == DType::F16 ? dispatch<__half>(config, f) : dispatch<__nv_bfloat16>(config, f);
+cudaError_t dispatch(DType dtype, int config, bool grouped, F&& f) {
+  if (dtype == DType::F16) return grouped ? dispatch<__half, true>(config, f) : dispatch<__half, false>(config, f);
+  return grouped ? dispatch<__nv_bfloat16, true>(config, f) : dispatch<__nv_bfloat16, false>(config, f);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
@@ -610,7 +614,8 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
   plan.config = m <= 16 ? 0 : m <= 32 ? 1 : 2;
   // As many blocks as fit on the GPU at once (at most kBlocksPerSm per SM), so the one wave is the whole grid.
   int per_sm = 1;
-  if (dispatch(dtype, plan.config, [&](auto*, int, const KernelSetup& setup) {
+  // The grouped kernel's occupancy: the per-channel one has the same shared memory and no more registers.
+  if (dispatch(dtype, plan.config, /*grouped=*/true, [&](auto*, int, const KernelSetup& setup) {
         per_sm = setup.blocks_per_sm;
         return cudaSuccess;
       }) != cudaSuccess || per_sm < 1) {
@@ -657,7 +662,7 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
   p.stages = int(marlin_gemm_stages(plan.config, args.k));
   p.n_tiles = int(column_tiles(plan.config, args.n));
   p.units = marlin_gemm_tiles(plan.config, args.m, args.n) * p.stages;
-  return dispatch(args.dtype, plan.config, [&](auto* kernel, int smem, const KernelSetup&) {
+  return dispatch(args.dtype, plan.config, p.group_size > 0, [&](auto* kernel, int smem, const KernelSetup&) {
     kernel<<<unsigned(plan.blocks), kThreads, smem, stream>>>(p);
     return cudaGetLastError();
   });
