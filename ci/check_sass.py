@@ -10,7 +10,7 @@ Per architecture, every kernel of the file must be present (no architecture sile
   for sm_90 seen in the published Marlin: the descriptor register was never initialized and the kernel died with
   "illegal instruction" at run time (issue 6);
 - the Marlin GEMM kernels use the instructions they were written for: HMMA (tensor cores), LDGSTS (cp.async),
-  LDSM (ldmatrix).
+  LDSM (ldmatrix); its Hopper kernel HGMMA (wgmma) and LDGSTS in its sm_90a code (elsewhere it is a trap).
 Exit 0 when all hold, 1 with one line per finding otherwise, 2 when the tool or the file is missing.
 """
 
@@ -21,7 +21,9 @@ import shutil
 import subprocess
 import sys
 
-REQUIRED = {"marlin_gemm_kernel": ("HMMA", "LDGSTS", "LDSM")}
+# (name marker, the architecture it applies to or None for all, opcodes the kernel must contain)
+REQUIRED = (("marlin_gemm_kernel", None, ("HMMA", "LDGSTS", "LDSM")),
+            ("marlin_gemm_wgmma_kernel", "sm_90a", ("HGMMA", "LDGSTS")))
 GLOBAL_MEMORY = re.compile(r"^(LDG|STG|LDGSTS|ATOMG|RED|LD|ST)\b")
 INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
 UNIFORM = re.compile(r"\bUR(\d+)\b")
@@ -78,7 +80,8 @@ def written_uniforms(opcode, operands):
     return {n, n + 1} if ".64" in opcode or opcode.startswith("ULDC") else {n}
 
 
-def check_kernel(name, body):
+def check_kernel(arch, kernel, body):
+    name = f"{arch} {kernel}"
     findings = []
     opcodes = {op.split(".")[0] for op, _ in body}
     for bad in ("LDL", "STL"):
@@ -93,8 +96,8 @@ def check_kernel(name, body):
                     findings.append(f"{name}: {opcode} reads memory descriptor UR{m.group(1)} before anything "
                                     f"writes it (the nvcc 13 cp.async cache-policy miscompile)")
         written |= written_uniforms(opcode, operands)
-    for marker, needed in REQUIRED.items():
-        if marker in name:
+    for marker, only_on, needed in REQUIRED:
+        if marker in kernel and only_on in (None, arch):
             for op in needed:
                 if op not in opcodes:
                     findings.append(f"{name}: expected {op} instructions, found none")
@@ -123,7 +126,7 @@ def main():
             if kernel not in present:
                 findings.append(f"{kernel}: no {arch} machine code")
         for kernel, body in sorted(present.items()):
-            findings += check_kernel(f"{arch} {kernel}", body)
+            findings += check_kernel(arch, kernel, body)
     for line in findings:
         print(line)
     counts = ", ".join(f"{arch}: {len(sass.get(arch, {}))} kernels" for arch in args.arch)

@@ -41,6 +41,16 @@
 namespace qh::marlin {
 namespace {
 
+#ifdef QH_WITH_CUDA
+// Compute capability of GPU 0 as major * 10 + minor (the kernels' `arch`).
+int device_arch() {
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+  return 10 * major + minor;
+}
+#endif
+
 struct Case {
   std::int64_t m = 16, k = 256, n = 128;
   int group = 128;
@@ -173,8 +183,14 @@ TEST(GpuMarlinGemm, ShapesIncludingPaddedOnes) {
 // and the plan's: each instantiation runs at least once on the GPU (configurations from the kernel's own table).
 TEST(GpuMarlinGemm, EveryInstantiationRuns) {
   QH_REQUIRE_CUDA();
+  const int arch = device_arch();
   for (int config = 0; config < kernels::marlin_gemm_config_count(); ++config) {
     const kernels::MarlinGemmConfig tile = kernels::marlin_gemm_config(config);
+    if (!kernels::marlin_gemm_config_runs_on(config, arch)) {
+      // The wgmma configuration off CC 9.0: its refusal is what runs (GpuMarlinGemm.BadInputIsRefusedBeforeLaunch).
+      std::cout << "config " << config << " needs CC " << tile.arch << ", this GPU is " << arch << ": not run\n";
+      continue;
+    }
     for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
       for (int group : {-1, 32, 64, 128}) {
         for (int blocks : {1, 3, 0}) {
@@ -247,6 +263,12 @@ TEST(GpuMarlinGemm, BadInputIsRefusedBeforeLaunch) {
   expect_refused<ShapeError>([&] { gemm(x, short_b, "L"); }, "[16, 256]");
   expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.blocks = 100000}); }, "blocks");
   expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = 99}); }, "found 99");
+#ifdef QH_WITH_CUDA
+  for (int config = 0; config < kernels::marlin_gemm_config_count(); ++config) {
+    if (kernels::marlin_gemm_config_runs_on(config, device_arch())) continue;  // the wgmma one off CC 9.0
+    expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = config}); }, "needs 90");
+  }
+#endif
   MarlinWeights short_bias = layer.weights;
   short_bias.bias = layer.weights.bias.narrow(0, 0, 64);
   expect_refused<ShapeError>([&] { gemm(x, short_bias, "L"); }, "[128] on cuda:0");
@@ -329,15 +351,24 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
   for (const auto& [k, n] : shapes) {
     for (std::int64_t m : {1, 16, 32, 64, 256, 1024}) {
       SCOPED_TRACE("M " + std::to_string(m) + " K " + std::to_string(k) + " N " + std::to_string(n));
-      const kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, n, k, kernels::DType::F16, kSms);
-      const std::int64_t tiles = kernels::marlin_gemm_tiles(plan.config, m, n);
-      const std::int64_t units = tiles * kernels::marlin_gemm_stages(plan.config, k);
-      EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : 2);
-      EXPECT_GE(plan.blocks, 1);
-      EXPECT_LE(plan.blocks, std::min<std::int64_t>(2 * kSms, kernels::marlin_gemm_max_blocks(plan.config, m, n, k)));
-      const int min_units = kernels::marlin_gemm_config(plan.config).min_units;
-      if (units >= min_units) EXPECT_GE(units / plan.blocks, min_units);
-      if (plan.blocks >= 2 * tiles) EXPECT_EQ(plan.blocks % tiles, 0);
+      for (int arch : {80, 90}) {
+        SCOPED_TRACE("CC " + std::to_string(arch));
+        const kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, n, k, kernels::DType::F16, kSms, arch);
+        const std::int64_t tiles = kernels::marlin_gemm_tiles(plan.config, m, n);
+        const std::int64_t units = tiles * kernels::marlin_gemm_stages(plan.config, k);
+        EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 ? 2 : m <= 64 ? 3 : 4);
+        EXPECT_TRUE(kernels::marlin_gemm_config_runs_on(plan.config, arch));
+        EXPECT_GE(plan.blocks, 1);
+        EXPECT_LE(plan.blocks,
+                  std::min<std::int64_t>(2 * kSms, kernels::marlin_gemm_max_blocks(plan.config, m, n, k)));
+        const int min_units = kernels::marlin_gemm_config(plan.config).min_units;
+        if (units >= min_units) {
+          EXPECT_GE(units / plan.blocks, min_units);
+        }
+        if (plan.blocks >= 2 * tiles) {
+          EXPECT_EQ(plan.blocks % tiles, 0);
+        }
+      }
     }
   }
 }

@@ -119,9 +119,9 @@ namespace qh::kernels {
 // (k_pad/16, 2 n_pad) int32 of symmetric 4-bit codes (w = s (q - 8)) and s (groups, n_pad) in the grouped scale
 // permutation (groups > 1) or the per-channel one (groups == 1). A, s, bias and C share one 16-bit type (F16 or BF16).
 // Each weight is dequantized in registers to s (q - 8) rounded once to that type (the value the CPU reference
-// dequantizes to), the products accumulate in float32 on the tensor cores (mma.sync m16n8k16, sm_80+), and each
-// output is rounded once after the bias is added. k may be smaller than k_pad (padded rows must hold code 8) and n
-// smaller than n_pad (padded columns are never written).
+// dequantizes to), the products accumulate in float32 on the tensor cores (mma.sync m16n8k16 on sm_80+; wgmma for
+// larger m on CC 9.0), and each output is rounded once after the bias is added. k may be smaller than k_pad (padded
+// rows must hold code 8) and n smaller than n_pad (padded columns are never written).
 //
 // A configuration is one compiled block tile: (16 m_tiles) x (64 n_chunks) outputs, bk inputs per pipeline stage;
 // the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory. The grid is
@@ -135,19 +135,23 @@ struct MarlinGemmConfig {
   int bk = 128;
   int stages = 4;     // cp.async pipeline depth
   int min_units = 1;  // units a block of the plan gets at least (fewer parts per tile through the workspace)
+  int arch = 80;      // 80: mma.sync, runs on sm_80 and later; 90: wgmma (sm_90a machine code), CC 9.0 only
 };
 int marlin_gemm_config_count();
 MarlinGemmConfig marlin_gemm_config(int index);
+// Whether configuration `config` runs on a GPU of compute capability `arch` (major * 10 + minor).
+bool marlin_gemm_config_runs_on(int config, int arch);
 
 struct MarlinGemmPlan {
   int config = 0;
   int blocks = 1;  // grid size: 1 .. marlin_gemm_max_blocks
 };
-// The plan for a shape on a GPU with `sm_count` multiprocessors: the smallest block tile that holds m rows (<= 16,
-// <= 32, more); then, when at least two blocks per tile are resident at once (at most 2 per SM), every tile cut
+// The plan for a shape on a GPU with `sm_count` multiprocessors of compute capability `arch`: the smallest block
+// tile that holds m rows (<= 16, <= 32, more: on CC 9.0 the wgmma configuration); then, when at least two blocks per tile are resident at once (at most 2 per SM), every tile cut
 // into the same number of parts (ranges on tile boundaries), else stream-K over the resident blocks; never more
 // blocks than the shape allows or than leave each block the configuration's min_units.
-MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count);
+MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
+                                int arch);
 // Pipeline stages over k of configuration `config` (the units of one tile).
 std::int64_t marlin_gemm_stages(int config, std::int64_t k);
 // Output tiles of configuration `config` for an (m, n) output.

@@ -51,11 +51,25 @@ constexpr int kWarps = kThreads / 32;
 #define QH_BIG_MIN_UNITS 4
 #endif
 
+// The wgmma configuration (sm_90a): its pipeline depth, minimum units per block, and the smallest m that the plan
+// gives it on a CC 9.0 GPU (m > 32 always leaves the small-m kernels; a large value keeps every m on mma.sync).
+#ifndef QH_WGMMA_STAGES
+#define QH_WGMMA_STAGES 4
+#endif
+#ifndef QH_WGMMA_MIN_UNITS
+#define QH_WGMMA_MIN_UNITS 4
+#endif
+#ifndef QH_WGMMA_MIN_M
+#define QH_WGMMA_MIN_M 33
+#endif
+
 // Each row is one compiled kernel per dtype (launch_typed lists the indices).
 constexpr MarlinGemmConfig kConfigs[] = {
     {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 16: 16 x 128, 256 inputs per stage
     {2, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 32
     {4, 4, QH_BIG_BK, QH_BIG_STAGES, QH_BIG_MIN_UNITS},  // larger m: 64 x 256 tiles, 2 warps split K per chunk
+    {4, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 64 on CC 9.0: the same tiles on wgmma
+    {8, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // larger m on CC 9.0: 128 x 256 tiles on wgmma
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
@@ -177,6 +191,134 @@ __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* s
                : "r"(addr));
 }
 
+// Hopper (sm_90a) warpgroup MMA, used by the m > 32 configuration on CC 9.0 (PTX ISA, "Asynchronous Warpgroup Level
+// Matrix Multiply-Accumulate"; facts used: the instruction forms, the shared-memory matrix descriptor's bit fields and
+// the 128-byte swizzle). Compiled for sm_90a only; other targets get a trap (the host never launches it there).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define QH_WGMMA 1
+#else
+#define QH_WGMMA 0
+#endif
+
+// Descriptor of a K-major operand tile in shared memory with the 128-byte swizzle: rows of 64 16-bit inputs (128 B),
+// 16-byte piece c of row r stored at piece c ^ (r % 8) (the layout the A copy writes), 8-row atoms of 1024 B that
+// start 1024-byte aligned. Bits 0-13: start address / 16; 16-29: leading offset / 16 (unused with a swizzle, 1);
+// 32-45: stride between 8-row atoms / 16 (1024 B); 62-63: layout 1 = 128-byte swizzle. A 16-input step along k
+// moves the start by 32 bytes: the hardware applies the swizzle to the full address.
+__device__ __forceinline__ std::uint64_t kmajor_sw128_desc(const void* smem) {
+  const std::uint64_t addr = unsigned(__cvta_generic_to_shared(smem));
+  return ((addr & 0x3ffffu) >> 4) | (std::uint64_t(1) << 16) | (std::uint64_t(1024 >> 4) << 32) |
+         (std::uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+#if QH_WGMMA
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if QH_WGMMA
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if QH_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// Generic-proxy writes to shared memory (cp.async) made visible to the async proxy that wgmma reads through.
+__device__ __forceinline__ void fence_proxy_async() {
+#if QH_WGMMA
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// d (64 x N, float32) += a (64 x 16, registers: warp w of the warpgroup holds rows 16 w .. 16 w + 15 in the mma.sync
+// m16n8k16 A layout) x b (16 x N, K-major in shared memory through `desc`). d[r] of a thread (lane l) is row
+// 16 w + l / 4 + 8 ((r / 2) % 2), column 2 (l % 4) + r % 2 + 8 (r / 4).
+template <typename T, int N>
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint32_t (&a)[4], std::uint64_t desc) {
+  static_assert(N == 64 || N == 128, "the two widths the wgmma tiles use");
+#if QH_WGMMA
+  if constexpr (N == 64 && std::is_same_v<T, __half>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31}, "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1));
+  } else if constexpr (N == 64) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31}, "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1));
+  } else if constexpr (N == 128 && std::is_same_v<T, __half>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, "
+        "%40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, "
+        "%56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, "
+        "%40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, "
+        "%56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1));
+  }
+#else
+  __trap();
+#endif
+}
+
 // Position in the per-channel scale layout (FORMATS.md 3.1 _scale_perm_single: entry 8i + j of each 32 holds column
 // 2i + {0,1,8,9,16,17,24,25}[j]) of column c of its 32-column block: the closed-form inverse.
 __device__ __forceinline__ int single_scale_position(int c) { return 8 * ((c % 8) / 2) + 2 * (c / 8) + c % 2; }
@@ -235,33 +377,44 @@ __device__ __forceinline__ void advance(Cursor& c, const Params& p, int bm, int 
   }
 }
 
-template <int MT, int NC, int BK, int STAGES>
+template <int MT, int NC, int BK, int STAGES, bool Wgmma>
 struct Tile {
   static constexpr int kBm = 16 * MT, kBn = 64 * NC;
   static constexpr int kKt = BK / 16;            // 16-row tiles per stage
   static constexpr int kKg = kWarps / NC;        // warps sharing a 64-column chunk (they split the stage's tiles)
   static constexpr int kPerWarp = kKt / kKg;
-  static_assert(kWarps % NC == 0 && kKt % kKg == 0, "warps must split a stage's tiles evenly");
+  static_assert(kWarps % NC == 0 && kPerWarp * kKg == kKt, "warps must split a stage's tiles evenly");
   static constexpr int kA = kBm * BK / 8;        // 16-byte pieces per stage
   static constexpr int kB = kKt * NC * 32;
   static constexpr int kS = (BK / 32) * NC * 8;  // up to BK / 32 scale rows (group size 32)
   static constexpr int kStage = kA + kB + kS;
   static constexpr int kChannel = NC * 8;        // per-channel scales, loaded once
   static constexpr int kRow = kBn + 4;           // float row stride of the reduction buffer (spreads banks)
-  static constexpr int kReduceBytes = kBm * kRow * 4;
+  // The wgmma path ends a tile from its registers (a warpgroup's chunks are whole over k): no reduction buffer.
+  static constexpr int kReduceBytes = Wgmma ? 0 : kBm * kRow * 4;
   static constexpr int kPipelineBytes = (STAGES * kStage + kChannel) * 16;
+  // wgmma's swizzled operand atoms need 1024-byte alignment: the kernel rounds its base up, within this padding.
+  static constexpr int kAlignPad = Wgmma ? 1024 : 0;
   // The reduction buffer has its own space: the pipeline keeps loading the next tile's stages while a tile ends.
-  static constexpr int kSmemBytes = kPipelineBytes + kReduceBytes;
+  static constexpr int kSmemBytes = kAlignPad + kPipelineBytes + kReduceBytes;
+  static_assert(!Wgmma || ((kBm == 64 || kBm == 128) && kBn == 256 && BK == 64 && kWarps == 8 &&
+                           kStage * 16 % 1024 == 0),
+                "the wgmma path: 64 or 128 x 256 tiles (two warpgroups, two 64-column chunks each), 64 inputs per "
+                "stage (one 128-byte swizzled row per output row), stages on 1024-byte boundaries");
 };
 
 // Grouped: scales per group (p.group_size > 0) rather than one row per channel; a template parameter, so the loop
-// carries no branch between the two scale sources.
-template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
-__global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
-  using G = Tile<MT, NC, BK, STAGES>;
+// carries no branch between the two scale sources. Wgmma: the stage's products on Hopper's warpgroup MMA (the
+// transposed product: C^T = W^T A^T, the dequantized weights as the register operand, A read by the tensor cores
+// from shared memory) instead of mma.sync; the copies, the cursors and the stream-K ending are the same.
+template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped, bool Wgmma>
+__device__ __forceinline__ void marlin_gemm_body(const Params& p) {
+  using G = Tile<MT, NC, BK, STAGES, Wgmma>;
   constexpr int kStages = STAGES;
   using Pair = typename Elem<T>::Pair;
-  extern __shared__ uint4 smem[];
+  extern __shared__ uint4 dynamic_smem[];
+  uint4* smem = dynamic_smem;
+  if constexpr (Wgmma) smem += (1024 - unsigned(__cvta_generic_to_shared(dynamic_smem)) % 1024) % 1024 / 16;
   __shared__ int last_arrival;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int chunk = warp % NC, kg = warp / NC;
@@ -344,6 +497,59 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
   };
 
   float acc[MT][8][4] = {};
+  // Wgmma: warpgroup `group` owns 64-column chunks 2 group and 2 group + 1 over all of a stage's inputs; warp `quarter`
+  // of it holds (the wgmma layout) columns 16 quarter .. + 15 of each chunk: its lane's word `quarter` of the chunk's
+  // 16x64 B piece, which holds exactly the mma.sync B fragments of those columns, i.e. the A fragment of the
+  // transposed product. The tile's kBm rows are the N of one wgmma: kBm / 2 accumulators per chunk and thread.
+  constexpr int kWgmmaN = Wgmma ? G::kBm : 64;  // (the mma.sync instantiations compile, never call, the lambdas)
+  constexpr int kAcc = kWgmmaN / 2;
+  float wacc[2][kAcc] = {};
+  const int group = warp / 4, quarter = warp % 4;
+  // The A fragments of 16-row tile t of a stage, chunk cc: (q - 8) s of the thread's word, rows l / 4 (the first
+  // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ... Zero past k and past n_pad: every
+  // wgmma is issued (one under a branch the compiler cannot prove uniform over the warpgroup is serialized, C7520).
+  auto dequant_tile = [&](const Cursor& at, const uint4* stage_base, int t, std::uint32_t (&frag)[2][4]) {
+    const std::uint32_t* const sb = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA);
+    const std::uint32_t* const ss = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA + G::kB);
+    const std::uint32_t* const sc = reinterpret_cast<const std::uint32_t*>(channel);
+    const bool tile_ok = at.stage * G::kKt + t < p.k_tiles;
+#pragma unroll
+    for (int cc = 0; cc < 2; ++cc) {
+      const int chunk = 2 * group + cc;
+      if (!tile_ok || at.n0 + 64 * chunk >= p.n_pad) {
+        frag[cc][0] = frag[cc][1] = frag[cc][2] = frag[cc][3] = 0u;
+        continue;
+      }
+      const std::uint32_t word = sb[((t * NC + chunk) * 32 + lane) * 4 + quarter];
+      const int srow = !Grouped || BK <= p.group_size ? 0 : (16 * t) >> p.group_shift;
+      const std::uint32_t scale_word = Grouped ? ss[(srow * NC * 8 + chunk * 8 + lane / 4) * 4 + quarter]
+                                               : sc[(chunk * 8 + lane / 4) * 4 + quarter];
+      const Pair both = bits_as<Pair>(scale_word);
+      std::uint32_t b[4];
+      dequant_word<T>(word, Pair{both.x, both.x}, Pair{both.y, both.y}, b);
+      frag[cc][0] = b[0];
+      frag[cc][1] = b[2];
+      frag[cc][2] = b[1];
+      frag[cc][3] = b[3];
+    }
+  };
+  // Per 16-row tile: dequantize, then issue its two wgmmas as one group; the next tile's dequantization overlaps
+  // them (two fragment buffers: waiting for all groups but the newest frees the one about to be written).
+  auto compute_stage_wgmma = [&](const Cursor& at, int buf) {
+    const uint4* const sa = smem + buf * G::kStage;
+    const std::uint64_t desc = kmajor_sw128_desc(sa);
+    std::uint32_t frag[2][2][4];
+#pragma unroll
+    for (int t = 0; t < G::kKt; ++t) {
+      dequant_tile(at, sa, t, frag[t % 2]);
+      wgmma_fence();
+#pragma unroll
+      for (int cc = 0; cc < 2; ++cc) wgmma_m64k16<T, kWgmmaN>(wacc[cc], frag[t % 2][cc], desc + 2 * t);  // +32 B
+      wgmma_commit();
+      wgmma_wait<1>();
+    }
+    wgmma_wait<0>();  // this buffer is refilled after the next barrier
+  };
   auto compute_stage = [&](const Cursor& at, int buf) {
     const uint4* const sa = smem + buf * G::kStage;
     const uint4* const sb = sa + G::kA;
@@ -385,6 +591,86 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
   // workspace slot (block + tile: unique, as both only grow along the ranges) and the last block of the tile to
   // arrive adds all parts in block order (deterministic: the same order whichever arrives last), adds the bias,
   // rounds once and writes the output.
+  // The wgmma path's end of a tile, from the registers: a warpgroup's chunks are whole over the block's range. A
+  // part goes to the workspace as each thread's accumulators in register order (float4 quad j of chunk cc at
+  // (cc kAcc / 4 + j) kThreads + tid: whole 512-byte runs per warp), and the last block to arrive sums the parts
+  // in block order into its registers (deterministic, as above), then writes the outputs with the bias.
+  auto finish_tile_wgmma = [&](const Cursor& at) {
+    const std::int64_t t = at.t;
+    const std::int64_t first = block_of(t * p.stages, p.units, blocks);
+    const std::int64_t parts = block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1;
+    constexpr int kQuads = 2 * kAcc / 4;  // per thread
+    float4* const workspace = reinterpret_cast<float4*>(p.workspace);
+    bool write = true;
+    if (parts > 1) {
+      float4* const slot = workspace + (block + t) * (kQuads * kThreads) + tid;
+#pragma unroll
+      for (int cc = 0; cc < 2; ++cc) {
+#pragma unroll
+        for (int j = 0; j < kAcc / 4; ++j) {
+          const float* v = &wacc[cc][4 * j];
+          slot[(cc * (kAcc / 4) + j) * kThreads] = make_float4(v[0], v[1], v[2], v[3]);
+        }
+      }
+      __threadfence();
+      __syncthreads();
+      if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
+      __syncthreads();
+      write = last_arrival;
+      if (write) {
+        __threadfence();
+        const float4* const tile_parts = workspace + (first + t) * (kQuads * kThreads) + tid;
+#pragma unroll
+        for (int cc = 0; cc < 2; ++cc) {
+#pragma unroll
+          for (int r = 0; r < kAcc; ++r) wacc[cc][r] = 0.f;
+        }
+#pragma unroll 1
+        for (std::int64_t part = 0; part < parts; ++part) {
+#pragma unroll
+          for (int cc = 0; cc < 2; ++cc) {
+#pragma unroll
+            for (int j = 0; j < kAcc / 4; ++j) {
+              const float4 x = __ldcg(tile_parts + part * (kQuads * kThreads) + (cc * (kAcc / 4) + j) * kThreads);
+              wacc[cc][4 * j] += x.x;
+              wacc[cc][4 * j + 1] += x.y;
+              wacc[cc][4 * j + 2] += x.z;
+              wacc[cc][4 * j + 3] += x.w;
+            }
+          }
+        }
+      }
+    }
+    // Accumulator 4 i + 2 e + h (e, h in 0, 1) is output row 8 i + 2 (l % 4) + h (the transposed product's column),
+    // column 16 quarter + l / 4 + 8 e of the chunk (its row).
+    T* const c = static_cast<T*>(p.c);
+    const T* const bias = static_cast<const T*>(p.bias);
+    const int row0 = at.m0 + 2 * (lane % 4);
+#pragma unroll
+    for (int cc = 0; cc < 2; ++cc) {
+      const int col = at.n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4;
+      float add[2] = {0.f, 0.f};
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        if (write && bias != nullptr && col + 8 * e < p.n) add[e] = Elem<T>::to_float(bias[col + 8 * e]);
+      }
+#pragma unroll
+      for (int i = 0; i < kAcc / 4; ++i) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = row0 + 8 * i + h;
+          if (write && row < p.m) {
+            T* const out = c + std::int64_t(row) * p.n + col;
+            if (col < p.n) out[0] = Elem<T>::from_float(wacc[cc][4 * i + h] + add[0]);
+            if (col + 8 < p.n) out[8] = Elem<T>::from_float(wacc[cc][4 * i + 2 + h] + add[1]);
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kAcc; ++r) wacc[cc][r] = 0.f;
+    }
+  };
+
   auto finish_tile = [&](const Cursor& at) {
     for (int g = 0; g < G::kKg; ++g) {
       if (kg == g) {
@@ -483,6 +769,7 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
   int buf = 0, load_buf = kStages - 1;
   for (std::int64_t i = 0; i < count; ++i) {
     cp_async_wait<kStages - 2>();
+    if constexpr (Wgmma) fence_proxy_async();  // this thread's copies, visible to the tensor cores after the barrier
     __syncthreads();  // stage data visible to all; every warp is done with the buffer refilled next
     if (i + kStages - 1 < count) load_next(load_buf);
     cp_async_commit();
@@ -491,12 +778,37 @@ __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
       load_channel_scales(computing.n0);
       __syncthreads();
     }
-    compute_stage(computing, buf);
+    if constexpr (Wgmma) {
+      compute_stage_wgmma(computing, buf);
+    } else {
+      compute_stage(computing, buf);
+    }
     buf = buf + 1 == kStages ? 0 : buf + 1;
-    if (i + 1 == count || computing.stage + 1 == p.stages) finish_tile(computing);
+    if (i + 1 == count || computing.stage + 1 == p.stages) {
+      if constexpr (Wgmma) {
+        finish_tile_wgmma(computing);
+      } else {
+        finish_tile(computing);
+      }
+    }
     advance(computing, p, G::kBm, G::kBn);
   }
   cp_async_wait<0>();
+}
+
+template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
+__global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
+  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped, false>(p);
+}
+
+// Its own name, so that the SASS check can ask for HGMMA in it; a trap on every target but sm_90a.
+template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
+__global__ void __launch_bounds__(kThreads) marlin_gemm_wgmma_kernel(Params p) {
+#if QH_WGMMA
+  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped, true>(p);
+#else
+  __trap();
+#endif
 }
 
 __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, const std::int32_t* __restrict__ perm,
@@ -510,13 +822,26 @@ __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, cons
 template <typename T, int Config, bool Grouped>
 auto* kernel_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
-  return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
+  if constexpr (c.arch == 90) {
+    return marlin_gemm_wgmma_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
+  } else {
+    return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
+  }
 }
 
 template <typename T, int Config>
 int smem_bytes_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
-  return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>::kSmemBytes;
+  return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages, c.arch == 90>::kSmemBytes;
+}
+
+// The device's compute capability as major * 10 + minor.
+cudaError_t arch_of(int device, int& arch) {
+  int major = 0, minor = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  arch = 10 * major + minor;
+  return e;
 }
 
 // Per kernel and device, what the host asks the driver once: the dynamic shared-memory limit raised (needed above
@@ -537,7 +862,15 @@ KernelSetup setup_of(int device) {
   KernelSetup* setup = device >= 0 && device < kMaxDevices ? &setups[device] : &fresh;
   const std::lock_guard<std::mutex> lock(mutex);
   if (setup->error == cudaErrorNotReady) {
-    setup->error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    int arch = 0;
+    setup->error = arch_of(device, arch);
+    // The wgmma kernel's machine code exists for sm_90a alone: elsewhere it would be the trap.
+    if (setup->error == cudaSuccess && !marlin_gemm_config_runs_on(Config, arch)) {
+      setup->error = cudaErrorInvalidDeviceFunction;
+    }
+    if (setup->error == cudaSuccess) {
+      setup->error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    }
     if (setup->error == cudaSuccess) {
       setup->error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&setup->blocks_per_sm, kernel, kThreads, smem);
     }
@@ -561,6 +894,8 @@ cudaError_t dispatch(int config, F&& f) {
     case 0: return with_kernel<T, 0, Grouped>(f);
     case 1: return with_kernel<T, 1, Grouped>(f);
     case 2: return with_kernel<T, 2, Grouped>(f);
+    case 3: return with_kernel<T, 3, Grouped>(f);
+    case 4: return with_kernel<T, 4, Grouped>(f);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -579,6 +914,11 @@ int marlin_gemm_config_count() { return kConfigCount; }
 
 MarlinGemmConfig marlin_gemm_config(int index) {
   return index >= 0 && index < kConfigCount ? kConfigs[index] : MarlinGemmConfig{};
+}
+
+bool marlin_gemm_config_runs_on(int config, int arch) {
+  if (config < 0 || config >= kConfigCount) return false;
+  return kConfigs[config].arch == 90 ? arch == 90 : arch >= kConfigs[config].arch;
 }
 
 std::int64_t marlin_gemm_stages(int config, std::int64_t k) {
@@ -609,9 +949,10 @@ std::int64_t marlin_gemm_workspace_floats(int config, int blocks, std::int64_t m
   return (blocks + marlin_gemm_tiles(config, m, n)) * 16 * c.m_tiles * 64 * c.n_chunks;
 }
 
-MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count) {
+MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
+                                int arch) {
   MarlinGemmPlan plan;
-  plan.config = m <= 16 ? 0 : m <= 32 ? 1 : 2;
+  plan.config = m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 || m < QH_WGMMA_MIN_M ? 2 : m <= 64 ? 3 : 4;
   // As many blocks as fit on the GPU at once (at most kBlocksPerSm per SM), so the one wave is the whole grid.
   int per_sm = 1;
   // The grouped kernel's occupancy: the per-channel one has the same shared memory and no more registers.

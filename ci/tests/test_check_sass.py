@@ -10,25 +10,38 @@ CLEAN = [("ULDC.64", "UR4, c[0x0][0x208]"), ("LDGSTS.E.BYPASS.128", "[R45], desc
 
 
 def test_clean_gemm_kernel_has_no_findings():
-    assert check_sass.check_kernel("marlin_gemm_kernel", CLEAN) == []
+    assert check_sass.check_kernel("sm_80", "marlin_gemm_kernel", CLEAN) == []
 
 
 def test_descriptor_read_before_any_write_is_the_cp_async_miscompile():
     body = [("LDGSTS.E.BYPASS.LTC128B.128", "[R7], desc[UR6][R2.64]")] + CLEAN
-    findings = check_sass.check_kernel("k", body)
+    findings = check_sass.check_kernel("sm_80", "k", body)
     assert len(findings) == 1 and "UR6" in findings[0] and "miscompile" in findings[0]
 
 
 def test_the_high_half_of_a_64_bit_uniform_load_counts_as_written():
     body = [("ULDC.64", "UR4, c[0x0][0x208]"), ("STG.E.128", "desc[UR5][R4.64], R8")]
-    assert check_sass.check_kernel("k", body) == []
+    assert check_sass.check_kernel("sm_80", "k", body) == []
 
 
 def test_local_memory_is_a_finding():
-    assert any("LDL" in f for f in check_sass.check_kernel("k", CLEAN + [("LDL.64", "R2, [R1+0x8]")]))
+    assert any("LDL" in f for f in check_sass.check_kernel("sm_80", "k", CLEAN + [("LDL.64", "R2, [R1+0x8]")]))
 
 
 def test_gemm_without_tensor_cores_is_a_finding():
     body = [ins for ins in CLEAN if not ins[0].startswith("HMMA")]
-    assert check_sass.check_kernel("qh::marlin_gemm_kernel<half>", body) == [
-        "qh::marlin_gemm_kernel<half>: expected HMMA instructions, found none"]
+    assert check_sass.check_kernel("sm_90a", "qh::marlin_gemm_kernel<half>", body) == [
+        "sm_90a qh::marlin_gemm_kernel<half>: expected HMMA instructions, found none"]
+
+
+WGMMA = [("ULDC.64", "UR4, c[0x0][0x208]"), ("LDGSTS.E.BYPASS.128", "[R45], desc[UR4][R40.64], P0"),
+         ("HGMMA.64x64x16.F32", "R24, gdesc[UR8], R24")]
+
+
+def test_hopper_gemm_needs_hgmma_on_sm_90a_only():
+    assert check_sass.check_kernel("sm_90a", "qh::marlin_gemm_wgmma_kernel<half>", WGMMA) == []
+    mma_only = [ins for ins in WGMMA if not ins[0].startswith("HGMMA")] + [("HMMA.16816.F32", "R12, R8, R20, R12")]
+    assert check_sass.check_kernel("sm_90a", "qh::marlin_gemm_wgmma_kernel<half>", mma_only) == [
+        "sm_90a qh::marlin_gemm_wgmma_kernel<half>: expected HGMMA instructions, found none"]
+    # elsewhere it is a trap: nothing is required of it
+    assert check_sass.check_kernel("sm_80", "qh::marlin_gemm_wgmma_kernel<half>", [("BPT.TRAP", "0x1")]) == []

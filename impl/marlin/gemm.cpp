@@ -164,13 +164,21 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
 
   const std::int64_t m = x.numel() / spec.in_features;
   const kernels::DType dtype = x.scalar_type() == at::kHalf ? kernels::DType::F16 : kernels::DType::BF16;
-  kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(
-      m, spec.out_features, spec.in_features, dtype, at::cuda::getDeviceProperties(device.index())->multiProcessorCount);
+  const cudaDeviceProp* props = at::cuda::getDeviceProperties(device.index());
+  const int arch = 10 * props->major + props->minor;
+  kernels::MarlinGemmPlan plan =
+      kernels::marlin_gemm_plan(m, spec.out_features, spec.in_features, dtype, props->multiProcessorCount, arch);
   if (options.config >= 0) {
     if (options.config >= kernels::marlin_gemm_config_count()) {
       throw ConfigError(Where{.layer = layer}, "a forced configuration must exist",
                         "0 .. " + std::to_string(kernels::marlin_gemm_config_count() - 1),
                         std::to_string(options.config));
+    }
+    if (!kernels::marlin_gemm_config_runs_on(options.config, arch)) {
+      throw ConfigError(Where{.layer = layer}, "a forced configuration must run on this GPU",
+                        "a configuration for compute capability " + std::to_string(arch),
+                        "configuration " + std::to_string(options.config) + " (needs " +
+                            std::to_string(kernels::marlin_gemm_config(options.config).arch) + ")");
     }
     plan.config = options.config;
   }
