@@ -54,7 +54,7 @@ constexpr int kWarps = kThreads / 32;
 // The wgmma configuration (sm_90a): its pipeline depth, minimum units per block, and the smallest m that the plan
 // gives it on a CC 9.0 GPU (m > 32 always leaves the small-m kernels; a large value keeps every m on mma.sync).
 #ifndef QH_WGMMA_STAGES
-#define QH_WGMMA_STAGES 4
+#define QH_WGMMA_STAGES 5
 #endif
 #ifndef QH_WGMMA_MIN_UNITS
 #define QH_WGMMA_MIN_UNITS 4
@@ -236,9 +236,11 @@ __device__ __forceinline__ void fence_proxy_async() {
 
 // d (64 x N, float32) += a (64 x 16, registers: warp w of the warpgroup holds rows 16 w .. 16 w + 15 in the mma.sync
 // m16n8k16 A layout) x b (16 x N, K-major in shared memory through `desc`). d[r] of a thread (lane l) is row
-// 16 w + l / 4 + 8 ((r / 2) % 2), column 2 (l % 4) + r % 2 + 8 (r / 4).
+// 16 w + l / 4 + 8 ((r / 2) % 2), column 2 (l % 4) + r % 2 + 8 (r / 4). accumulate == 0: d = a x b (d's old
+// contents unread: no instruction has to zero the accumulators, so none writes them but the wgmma).
 template <typename T, int N>
-__device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint32_t (&a)[4], std::uint64_t desc) {
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint32_t (&a)[4], std::uint64_t desc,
+                                             int accumulate) {
   static_assert(N == 64 || N == 128, "the two widths the wgmma tiles use");
 #if QH_WGMMA
   if constexpr (N == 64 && std::is_same_v<T, __half>) {
@@ -254,7 +256,7 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint3
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
           "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
   } else if constexpr (N == 64) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
@@ -268,7 +270,7 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint3
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
           "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
   } else if constexpr (N == 128 && std::is_same_v<T, __half>) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
@@ -290,7 +292,7 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint3
           "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
           "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
   } else {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
@@ -312,7 +314,7 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint3
           "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
           "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(1));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
   }
 #else
   __trap();
@@ -505,6 +507,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
   constexpr int kAcc = kWgmmaN / 2;
   float wacc[2][kAcc] = {};
   const int group = warp / 4, quarter = warp % 4;
+  bool fresh = true;  // the next stage is the first of this block's part of a tile: its first products overwrite
   // The A fragments of 16-row tile t of a stage, chunk cc: (q - 8) s of the thread's word, rows l / 4 (the first
   // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ... Zero past k and past n_pad: every
   // wgmma is issued (one under a branch the compiler cannot prove uniform over the warpgroup is serialized, C7520).
@@ -534,7 +537,8 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
   };
   // Per 16-row tile: dequantize, then issue its two wgmmas as one group; the next tile's dequantization overlaps
-  // them (two fragment buffers: waiting for all groups but the newest frees the one about to be written).
+  // them (two fragment buffers: waiting for all groups but the newest frees the one about to be written). The
+  // stage's last group stays in flight into the next stage (its buffer is not refilled until the one after).
   auto compute_stage_wgmma = [&](const Cursor& at, int buf) {
     const uint4* const sa = smem + buf * G::kStage;
     const std::uint64_t desc = kmajor_sw128_desc(sa);
@@ -544,11 +548,14 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       dequant_tile(at, sa, t, frag[t % 2]);
       wgmma_fence();
 #pragma unroll
-      for (int cc = 0; cc < 2; ++cc) wgmma_m64k16<T, kWgmmaN>(wacc[cc], frag[t % 2][cc], desc + 2 * t);  // +32 B
+      for (int cc = 0; cc < 2; ++cc) {
+        // + 32 B per tile
+        wgmma_m64k16<T, kWgmmaN>(wacc[cc], frag[t % 2][cc], desc + 2 * t, t > 0 || !fresh);
+      }
       wgmma_commit();
       wgmma_wait<1>();
     }
-    wgmma_wait<0>();  // this buffer is refilled after the next barrier
+    fresh = false;
   };
   auto compute_stage = [&](const Cursor& at, int buf) {
     const uint4* const sa = smem + buf * G::kStage;
@@ -591,83 +598,83 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
   // workspace slot (block + tile: unique, as both only grow along the ranges) and the last block of the tile to
   // arrive adds all parts in block order (deterministic: the same order whichever arrives last), adds the bias,
   // rounds once and writes the output.
-  // The wgmma path's end of a tile, from the registers: a warpgroup's chunks are whole over the block's range. A
-  // part goes to the workspace as each thread's accumulators in register order (float4 quad j of chunk cc at
+  // The wgmma path's end of a tile, from the registers (a warpgroup's chunks are whole over the block's range), which
+  // it only reads: an accumulator written outside the wgmma (zeroed, or summed into) makes nvcc join two values of
+  // it where the loop goes on, and ptxas then waits for the in-flight products there every stage (C7517). A part
+  // goes to the workspace as each thread's accumulators in register order (float4 quad j of chunk cc at
   // (cc kAcc / 4 + j) kThreads + tid: whole 512-byte runs per warp), and the last block to arrive sums the parts
-  // in block order into its registers (deterministic, as above), then writes the outputs with the bias.
-  auto finish_tile_wgmma = [&](const Cursor& at) {
-    const std::int64_t t = at.t;
-    const std::int64_t first = block_of(t * p.stages, p.units, blocks);
-    const std::int64_t parts = block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1;
-    constexpr int kQuads = 2 * kAcc / 4;  // per thread
-    float4* const workspace = reinterpret_cast<float4*>(p.workspace);
-    bool write = true;
-    if (parts > 1) {
-      float4* const slot = workspace + (block + t) * (kQuads * kThreads) + tid;
+  // in block order (deterministic, as above), four quads at a time, and writes the outputs with the bias.
+  // Quad i of chunk cc holds output rows 8 i + 2 (l % 4) + {0, 1} (the transposed product's columns) at columns
+  // 16 quarter + l / 4 + {0, 8} of the chunk (its rows): accumulator 4 i + 2 e + h is row + h, column + 8 e.
+  auto store_quad = [&](const Cursor& at, int cc, int i, const float (&v)[4]) {
+    const int row = at.m0 + 2 * (lane % 4) + 8 * i;
+    const int col = at.n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4;
+    const T* const bias = static_cast<const T*>(p.bias);
 #pragma unroll
-      for (int cc = 0; cc < 2; ++cc) {
+    for (int e = 0; e < 2; ++e) {
+      if (col + 8 * e >= p.n) continue;
+      const float add = bias != nullptr ? Elem<T>::to_float(bias[col + 8 * e]) : 0.f;
 #pragma unroll
-        for (int j = 0; j < kAcc / 4; ++j) {
-          const float* v = &wacc[cc][4 * j];
-          slot[(cc * (kAcc / 4) + j) * kThreads] = make_float4(v[0], v[1], v[2], v[3]);
-        }
-      }
-      __threadfence();
-      __syncthreads();
-      if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
-      __syncthreads();
-      write = last_arrival;
-      if (write) {
-        __threadfence();
-        const float4* const tile_parts = workspace + (first + t) * (kQuads * kThreads) + tid;
-#pragma unroll
-        for (int cc = 0; cc < 2; ++cc) {
-#pragma unroll
-          for (int r = 0; r < kAcc; ++r) wacc[cc][r] = 0.f;
-        }
-#pragma unroll 1
-        for (std::int64_t part = 0; part < parts; ++part) {
-#pragma unroll
-          for (int cc = 0; cc < 2; ++cc) {
-#pragma unroll
-            for (int j = 0; j < kAcc / 4; ++j) {
-              const float4 x = __ldcg(tile_parts + part * (kQuads * kThreads) + (cc * (kAcc / 4) + j) * kThreads);
-              wacc[cc][4 * j] += x.x;
-              wacc[cc][4 * j + 1] += x.y;
-              wacc[cc][4 * j + 2] += x.z;
-              wacc[cc][4 * j + 3] += x.w;
-            }
-          }
+      for (int h = 0; h < 2; ++h) {
+        if (row + h < p.m) {
+          static_cast<T*>(p.c)[std::int64_t(row + h) * p.n + col + 8 * e] = Elem<T>::from_float(v[2 * e + h] + add);
         }
       }
     }
-    // Accumulator 4 i + 2 e + h (e, h in 0, 1) is output row 8 i + 2 (l % 4) + h (the transposed product's column),
-    // column 16 quarter + l / 4 + 8 e of the chunk (its row).
-    T* const c = static_cast<T*>(p.c);
-    const T* const bias = static_cast<const T*>(p.bias);
-    const int row0 = at.m0 + 2 * (lane % 4);
+  };
+  auto finish_tile_wgmma = [&](const Cursor& at) {
+    wgmma_wait<0>();  // the tile's last products
+    fresh = true;
+    const std::int64_t t = at.t;
+    const std::int64_t first = block_of(t * p.stages, p.units, blocks);
+    const std::int64_t parts = block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1;
+    constexpr int kQuadsPer = kAcc / 4, kQuads = 2 * kQuadsPer;  // per chunk, per thread
+    if (parts == 1) {
+#pragma unroll
+      for (int cc = 0; cc < 2; ++cc) {
+#pragma unroll
+        for (int i = 0; i < kQuadsPer; ++i) {
+          const float v[4] = {wacc[cc][4 * i], wacc[cc][4 * i + 1], wacc[cc][4 * i + 2], wacc[cc][4 * i + 3]};
+          store_quad(at, cc, i, v);
+        }
+      }
+      return;
+    }
+    float4* const workspace = reinterpret_cast<float4*>(p.workspace);
+    float4* const slot = workspace + (block + t) * (kQuads * kThreads) + tid;
 #pragma unroll
     for (int cc = 0; cc < 2; ++cc) {
-      const int col = at.n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4;
-      float add[2] = {0.f, 0.f};
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        if (write && bias != nullptr && col + 8 * e < p.n) add[e] = Elem<T>::to_float(bias[col + 8 * e]);
+      for (int i = 0; i < kQuadsPer; ++i) {
+        slot[(cc * kQuadsPer + i) * kThreads] =
+            make_float4(wacc[cc][4 * i], wacc[cc][4 * i + 1], wacc[cc][4 * i + 2], wacc[cc][4 * i + 3]);
       }
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
+    __syncthreads();
+    if (!last_arrival) return;
+    __threadfence();
+    const float4* const tile_parts = workspace + (first + t) * (kQuads * kThreads) + tid;
+    constexpr int kBatch = 4;
+    static_assert(kQuadsPer % kBatch == 0, "whole batches of quads per chunk");
 #pragma unroll
-      for (int i = 0; i < kAcc / 4; ++i) {
+    for (int q0 = 0; q0 < kQuads; q0 += kBatch) {
+      float sum[kBatch][4] = {};
+#pragma unroll 1
+      for (std::int64_t part = 0; part < parts; ++part) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = row0 + 8 * i + h;
-          if (write && row < p.m) {
-            T* const out = c + std::int64_t(row) * p.n + col;
-            if (col < p.n) out[0] = Elem<T>::from_float(wacc[cc][4 * i + h] + add[0]);
-            if (col + 8 < p.n) out[8] = Elem<T>::from_float(wacc[cc][4 * i + 2 + h] + add[1]);
-          }
+        for (int b = 0; b < kBatch; ++b) {
+          const float4 x = __ldcg(tile_parts + part * (kQuads * kThreads) + (q0 + b) * kThreads);
+          sum[b][0] += x.x;
+          sum[b][1] += x.y;
+          sum[b][2] += x.z;
+          sum[b][3] += x.w;
         }
       }
 #pragma unroll
-      for (int r = 0; r < kAcc; ++r) wacc[cc][r] = 0.f;
+      for (int b = 0; b < kBatch; ++b) store_quad(at, (q0 + b) / kQuadsPer, (q0 + b) % kQuadsPer, sum[b]);
     }
   };
 
@@ -753,7 +760,11 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
   };
 
-  // Two cursors over this block's units: the one being loaded runs kStages - 1 ahead of the one being computed.
+  // Two cursors over this block's units: the one being loaded runs kAhead stages ahead of the one being computed.
+  // mma.sync refills the buffer computed in the previous iteration (kStages - 1 ahead); wgmma leaves the previous
+  // stage's last products in flight across the barrier, so it refills the one before (kStages - 2 ahead).
+  constexpr int kAhead = Wgmma ? kStages - 2 : kStages - 1;
+  static_assert(kAhead >= 1, "at least one stage in flight");
   const std::int64_t count = u_end - u_begin;
   Cursor loading = cursor_at(u_begin, p, G::kBm, G::kBn), computing = loading;
   enter_tile(loading);
@@ -762,16 +773,16 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     advance(loading, p, G::kBm, G::kBn);
     if (loading.stage == 0) enter_tile(loading);
   };
-  for (int i = 0; i < kStages - 1; ++i) {
+  for (int i = 0; i < kAhead; ++i) {
     if (i < count) load_next(i);
     cp_async_commit();
   }
-  int buf = 0, load_buf = kStages - 1;
+  int buf = 0, load_buf = kAhead;
   for (std::int64_t i = 0; i < count; ++i) {
-    cp_async_wait<kStages - 2>();
+    cp_async_wait<kAhead - 1>();
     if constexpr (Wgmma) fence_proxy_async();  // this thread's copies, visible to the tensor cores after the barrier
     __syncthreads();  // stage data visible to all; every warp is done with the buffer refilled next
-    if (i + kStages - 1 < count) load_next(load_buf);
+    if (i + kAhead < count) load_next(load_buf);
     cp_async_commit();
     load_buf = load_buf + 1 == kStages ? 0 : load_buf + 1;
     if (!Grouped && (i == 0 || computing.stage == 0)) {  // a new tile: its per-channel scales
@@ -793,6 +804,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
     advance(computing, p, G::kBm, G::kBn);
   }
+  if constexpr (Wgmma) wgmma_wait<0>();
   cp_async_wait<0>();
 }
 
