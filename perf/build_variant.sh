@@ -6,8 +6,9 @@
 # preset first. On the box, carry build/variants with build/default/bin, build/default/lib and .deps,
 # and run perf/run_variants.sh (each variant's GpuMarlin* cases, then its benchmarks beside the default build's).
 #   perf/build_variant.sh TAG [PATCH.patch ...] [-DQH_NAME=VALUE ...]
-# e.g. perf/build_variant.sh lop3 perf/patches/marlin-1-fixup-batched.patch perf/patches/marlin-2-lop3.patch
+# e.g. perf/build_variant.sh lop3 my-change.patch   (a `git diff` of kernel changes to time before committing them)
 #      perf/build_variant.sh bk128 -DQH_SMALL_BK=128 -DQH_SMALL_STAGES=4   (the tuning macros of the two kernels)
+#      perf/build_variant.sh mma -DQH_WGMMA_MIN_M=1000000   (every m on mma.sync: the wgmma path's comparison)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
