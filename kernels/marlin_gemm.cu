@@ -193,7 +193,7 @@ __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* s
                : "r"(addr));
 }
 
-// Hopper (sm_90a) warpgroup MMA, used by the m > 32 configuration on CC 9.0 (PTX ISA, "Asynchronous Warpgroup Level
+// Hopper (sm_90a) warpgroup MMA, used by the m > 32 configurations on CC 9.0 (PTX ISA, "Asynchronous Warpgroup Level
 // Matrix Multiply-Accumulate"; facts used: the instruction forms, the shared-memory matrix descriptor's bit fields and
 // the 128-byte swizzle). Compiled for sm_90a only; other targets get a trap (the host never launches it there).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
