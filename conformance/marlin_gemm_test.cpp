@@ -22,6 +22,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "conformance/gpu_testing.h"
 #include "conformance/model_case.h"
@@ -407,6 +408,61 @@ TEST(MarlinGemm, UnsupportedGroupSizeIsRefused) {
   expect_refused<ConfigError>([&] { gemm(random_input(c, c10::Device(c10::kCPU)), layer.weights, "L"); },
                               "group_size = 16");
 }
+
+#ifdef QH_WITH_CUDA
+// The launchers' own refusals, which the library's callers never reach (they validate with messages first): each
+// rule broken alone returns cudaErrorInvalidValue before any CUDA call, so this runs without a GPU. The pointers are
+// addresses nothing dereferences (the launch is refused first); the unbroken arguments are launched only where no
+// GPU exists (they must then fail for want of a device, not as invalid: the refusals are not blanket ones).
+TEST(MarlinGemm, LaunchersRefuseArgumentsOutsideTheirRules) {
+  auto at_address = [](std::uintptr_t address) { return reinterpret_cast<void*>(address); };
+  kernels::MarlinGemmArgs valid;
+  valid.a = at_address(0x1000);
+  valid.b = static_cast<const std::uint32_t*>(at_address(0x2000));
+  valid.s = at_address(0x3000);
+  valid.c = at_address(0x4000);
+  valid.workspace = static_cast<float*>(at_address(0x5000));
+  valid.counters = static_cast<unsigned*>(at_address(0x6000));
+  valid.m = 16;
+  valid.k = valid.k_pad = 256;
+  valid.n = valid.n_pad = 128;
+  valid.group_size = 128;
+  valid.plan = kernels::MarlinGemmPlan{0, 1};
+  using Break = std::pair<const char*, std::function<void(kernels::MarlinGemmArgs&)>>;
+  const Break breaks[] = {
+      {"null a", [](auto& x) { x.a = nullptr; }},
+      {"null b", [](auto& x) { x.b = nullptr; }},
+      {"null s", [](auto& x) { x.s = nullptr; }},
+      {"null c", [](auto& x) { x.c = nullptr; }},
+      {"null workspace", [](auto& x) { x.workspace = nullptr; }},
+      {"null counters", [](auto& x) { x.counters = nullptr; }},
+      {"a not 16-byte aligned", [&](auto& x) { x.a = at_address(0x1008); }},
+      {"k not a multiple of 8", [](auto& x) { x.k = 252; }},
+      {"n past n_pad", [](auto& x) { x.n = 192; }},
+      {"group size 48", [](auto& x) { x.group_size = 48; }},
+      {"float32", [](auto& x) { x.dtype = kernels::DType::F32; }},
+      {"no such configuration", [](auto& x) { x.plan.config = kernels::marlin_gemm_config_count(); }},
+      {"zero blocks", [](auto& x) { x.plan.blocks = 0; }},
+      {"more blocks than units", [](auto& x) { x.plan.blocks = 1 << 20; }},
+  };
+  for (const auto& [what, breaking] : breaks) {
+    kernels::MarlinGemmArgs args = valid;
+    breaking(args);
+    EXPECT_EQ(kernels::launch_marlin_gemm(args, nullptr), cudaErrorInvalidValue) << what;
+  }
+  const auto* qweight = static_cast<const std::uint32_t*>(at_address(0x1000));
+  auto* out = static_cast<std::uint32_t*>(at_address(0x2000));
+  EXPECT_EQ(kernels::launch_marlin_repack(nullptr, nullptr, 256, 128, out, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(kernels::launch_marlin_repack(qweight, nullptr, 256, 128, nullptr, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(kernels::launch_marlin_repack(qweight, nullptr, 256, 128, out + 1, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(kernels::launch_marlin_repack(qweight, nullptr, 248, 128, out, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(kernels::launch_marlin_repack(qweight, nullptr, 256, 96, out, nullptr), cudaErrorInvalidValue);
+  if (!kernels::cuda_unavailable_reason().empty()) {
+    EXPECT_NE(kernels::launch_marlin_gemm(valid, nullptr), cudaErrorInvalidValue);
+    EXPECT_NE(kernels::launch_marlin_repack(qweight, nullptr, 256, 128, out, nullptr), cudaErrorInvalidValue);
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace qh::marlin

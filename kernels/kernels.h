@@ -107,7 +107,8 @@ namespace qh::kernels {
 // GPTQ 4-bit qweight (k/8, n) -> Marlin B (k/16, 2n) in one pass (FORMATS.md 3.1 layout, 3.4 act-order gather):
 // word c of tile row kt holds the 8 codes that Layer.pack puts there, each read straight from its qweight nibble.
 // With `perm` (k,) (act-order: argsort of g_idx), tile position kk of row kt takes source row perm[kt*16 + kk].
-// One thread per output word. Requires k % 16 == 0 and n % 64 == 0 (checked: cudaErrorInvalidValue).
+// One warp per 16 x 64 piece. Requires k % 16 == 0, n % 64 == 0, qweight and out non-null, out 16-byte aligned
+// (checked, before any CUDA call: cudaErrorInvalidValue).
 cudaError_t launch_marlin_repack(const std::uint32_t* qweight, const std::int32_t* perm, std::int64_t k, std::int64_t n,
                                  std::uint32_t* out, cudaStream_t stream);
 
@@ -181,7 +182,8 @@ struct MarlinGemmArgs {
   unsigned* counters = nullptr;
   MarlinGemmPlan plan;
 };
-// cudaErrorInvalidValue for arguments outside the rules above (the caller validates with messages first).
+// cudaErrorInvalidValue, before any CUDA call, for arguments outside the rules above (a, b, s, c, workspace and
+// counters non-null; the caller validates with messages first).
 cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream);
 
 // out (m, k) = a[:, perm] for 16-bit elements: act-order layers feed the GEMM their inputs in B's row order.

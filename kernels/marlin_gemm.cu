@@ -972,8 +972,9 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
   if (args.m <= 0 || args.k <= 0 || args.n <= 0 || args.k % 8 != 0 || args.n_pad % 64 != 0 || args.n > args.n_pad ||
       args.k_pad % 16 != 0 || args.k > args.k_pad || !group_ok || plan.config < 0 || plan.config >= kConfigCount ||
       plan.blocks < 1 || plan.blocks > marlin_gemm_max_blocks(plan.config, args.m, args.n, args.k) ||
-      !args.workspace || !args.counters || args.k_pad > (1LL << 30) || args.n_pad > (1LL << 30) ||
-      !aligned16(args.a) || !aligned16(args.b) || !aligned16(args.s) || args.dtype == DType::F32) {
+      !args.workspace || !args.counters || !args.a || !args.b || !args.s || !args.c || args.k_pad > (1LL << 30) ||
+      args.n_pad > (1LL << 30) || !aligned16(args.a) || !aligned16(args.b) || !aligned16(args.s) ||
+      args.dtype == DType::F32) {
     return cudaErrorInvalidValue;
   }
   const std::int64_t groups = args.group_size == -1 ? 1 : (args.k + args.group_size - 1) / args.group_size;

@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock) marlin_repack_kernel(cons
 
 cudaError_t launch_marlin_repack(const std::uint32_t* qweight, const std::int32_t* perm, std::int64_t k, std::int64_t n,
                                  std::uint32_t* out, cudaStream_t stream) {
-  if (k <= 0 || k % 16 != 0 || n <= 0 || n % 64 != 0 || k / 16 > 65535 ||
+  if (k <= 0 || k % 16 != 0 || n <= 0 || n % 64 != 0 || k / 16 > 65535 || qweight == nullptr || out == nullptr ||
       reinterpret_cast<std::uintptr_t>(out) % 16 != 0) {
     return cudaErrorInvalidValue;
   }
