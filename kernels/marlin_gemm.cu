@@ -333,6 +333,18 @@ __device__ __forceinline__ std::int64_t block_of(std::int64_t u, std::int64_t un
   return ((u + 1) * blocks + units - 1) / units - 1;
 }
 
+// The blocks that share a tile: the first of them and how many (parts of the tile through the workspace).
+struct TileParts {
+  std::int64_t first, parts;
+};
+
+__device__ __forceinline__ void add_to(float4& sum, const float4& x) {
+  sum.x += x.x;
+  sum.y += x.y;
+  sum.z += x.z;
+  sum.w += x.w;
+}
+
 // A unit's place: tile t (its first output row m0 and column n0) and its stage over k. The loop walks units with
 // advance(), which divides nothing: 64-bit divisions per stage (a subroutine call each) had made the small-m kernel
 // issue-bound (16 calls in its SASS; the mma work of a stage is 16 instructions per warp at m <= 16).
@@ -571,50 +583,60 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
   };
 
-  // The end of this block's part of tile t: the warps of a chunk hold partial sums over different 16-row tiles; add
-  // them in shared memory in warp order. A tile done by one block is written out; otherwise the part goes to its
-  // workspace slot (block + tile: unique, as both only grow along the ranges) and the last block of the tile to
-  // arrive adds all parts in block order (deterministic: the same order whichever arrives last), adds the bias,
-  // rounds once and writes the output.
+  // What the two endings of a tile share. Output (gm, gn) = v + bias, rounded once; nothing past m or n.
+  auto write_output = [&](int gm, int gn, float v) {
+    if (gm >= p.m || gn >= p.n) return;
+    if (p.bias != nullptr) v += Elem<T>::to_float(static_cast<const T*>(p.bias)[gn]);
+    static_cast<T*>(p.c)[std::int64_t(gm) * p.n + gn] = Elem<T>::from_float(v);
+  };
+  // The blocks whose ranges hold tile t's units: the first of them and how many.
+  auto tile_parts_of = [&](std::int64_t t) {
+    const std::int64_t first = block_of(t * p.stages, p.units, blocks);
+    return TileParts{first, block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1};
+  };
+  // Once this block's part of tile t is in the workspace: whether it is the last of the tile's blocks to arrive,
+  // which then sees every part (the counter wraps back to zero for the next launch).
+  auto last_to_arrive = [&](std::int64_t t, std::int64_t parts) {
+    __threadfence();  // this block's part is visible to the device before the tile's counter moves
+    __syncthreads();
+    if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
+    __syncthreads();
+    if (!last_arrival) return false;
+    __threadfence();
+    return true;
+  };
+
   // The wgmma path's end of a tile, from the registers (a warpgroup's chunks are whole over the block's range), which
   // it only reads: an accumulator written outside the wgmma (zeroed, or summed into) makes nvcc join two values of
   // it where the loop goes on, and ptxas then waits for the in-flight products there every stage (C7517). A part
   // goes to the workspace as each thread's accumulators in register order (float4 quad j of chunk cc at
   // (cc kAcc / 4 + j) kThreads + tid: whole 512-byte runs per warp), and the last block to arrive sums the parts
-  // in block order (deterministic, as above), four quads at a time, and writes the outputs with the bias.
+  // in block order (deterministic: the same whichever arrives last), four quads at a time, and writes the outputs.
   // Quad i of chunk cc holds output rows 8 i + 2 (l % 4) + {0, 1} (the transposed product's columns) at columns
   // 16 quarter + l / 4 + {0, 8} of the chunk (its rows): accumulator 4 i + 2 e + h is row + h, column + 8 e.
-  auto store_quad = [&](const Cursor& at, int cc, int i, const float (&v)[4]) {
+  // Quad i of chunk cc (accumulators 4 i .. 4 i + 3) of a thread, in the order described above.
+  auto wgmma_quad = [&](int cc, int i) {
+    return make_float4(wacc[cc][4 * i], wacc[cc][4 * i + 1], wacc[cc][4 * i + 2], wacc[cc][4 * i + 3]);
+  };
+  auto store_quad = [&](const Cursor& at, int cc, int i, const float4& v) {
     const int row = at.m0 + 2 * (lane % 4) + 8 * i;
     const int col = at.n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4;
-    const T* const bias = static_cast<const T*>(p.bias);
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      if (col + 8 * e >= p.n) continue;
-      const float add = bias != nullptr ? Elem<T>::to_float(bias[col + 8 * e]) : 0.f;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        if (row + h < p.m) {
-          static_cast<T*>(p.c)[std::int64_t(row + h) * p.n + col + 8 * e] = Elem<T>::from_float(v[2 * e + h] + add);
-        }
-      }
-    }
+    write_output(row, col, v.x);
+    write_output(row + 1, col, v.y);
+    write_output(row, col + 8, v.z);
+    write_output(row + 1, col + 8, v.w);
   };
   auto finish_tile_wgmma = [&](const Cursor& at) {
     wgmma_wait<0>();  // the tile's last products
     fresh = true;
     const std::int64_t t = at.t;
-    const std::int64_t first = block_of(t * p.stages, p.units, blocks);
-    const std::int64_t parts = block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1;
+    const TileParts tile = tile_parts_of(t);
     constexpr int kQuadsPer = kAcc / 4, kQuads = 2 * kQuadsPer;  // per chunk, per thread
-    if (parts == 1) {
+    if (tile.parts == 1) {
 #pragma unroll
       for (int cc = 0; cc < 2; ++cc) {
 #pragma unroll
-        for (int i = 0; i < kQuadsPer; ++i) {
-          const float v[4] = {wacc[cc][4 * i], wacc[cc][4 * i + 1], wacc[cc][4 * i + 2], wacc[cc][4 * i + 3]};
-          store_quad(at, cc, i, v);
-        }
+        for (int i = 0; i < kQuadsPer; ++i) store_quad(at, cc, i, wgmma_quad(cc, i));
       }
       return;
     }
@@ -623,32 +645,22 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
 #pragma unroll
     for (int cc = 0; cc < 2; ++cc) {
 #pragma unroll
-      for (int i = 0; i < kQuadsPer; ++i) {
-        slot[(cc * kQuadsPer + i) * kThreads] =
-            make_float4(wacc[cc][4 * i], wacc[cc][4 * i + 1], wacc[cc][4 * i + 2], wacc[cc][4 * i + 3]);
-      }
+      for (int i = 0; i < kQuadsPer; ++i) slot[(cc * kQuadsPer + i) * kThreads] = wgmma_quad(cc, i);
     }
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
-    __syncthreads();
-    if (!last_arrival) return;
-    __threadfence();
-    const float4* const tile_parts = workspace + (first + t) * (kQuads * kThreads) + tid;
+    if (!last_to_arrive(t, tile.parts)) return;
+    const float4* const tile_parts = workspace + (tile.first + t) * (kQuads * kThreads) + tid;
     constexpr int kBatch = 4;
     static_assert(kQuadsPer % kBatch == 0, "whole batches of quads per chunk");
 #pragma unroll
     for (int q0 = 0; q0 < kQuads; q0 += kBatch) {
-      float sum[kBatch][4] = {};
+      float4 sum[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) sum[b] = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll 1
-      for (std::int64_t part = 0; part < parts; ++part) {
+      for (std::int64_t part = 0; part < tile.parts; ++part) {
 #pragma unroll
         for (int b = 0; b < kBatch; ++b) {
-          const float4 x = __ldcg(tile_parts + part * (kQuads * kThreads) + (q0 + b) * kThreads);
-          sum[b][0] += x.x;
-          sum[b][1] += x.y;
-          sum[b][2] += x.z;
-          sum[b][3] += x.w;
+          add_to(sum[b], __ldcg(tile_parts + part * (kQuads * kThreads) + (q0 + b) * kThreads));
         }
       }
 #pragma unroll
@@ -656,6 +668,11 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
   };
 
+  // The end of this block's part of tile t: the warps of a chunk hold partial sums over different 16-row tiles; add
+  // them in shared memory in warp order. A tile done by one block is written out; otherwise the part goes to its
+  // workspace slot (block + tile: unique, as both only grow along the ranges) and the last block of the tile to
+  // arrive adds all parts in block order (deterministic: the same order whichever arrives last), adds the bias,
+  // rounds once and writes the output.
   auto finish_tile = [&](const Cursor& at) {
     for (int g = 0; g < G::kKg; ++g) {
       if (kg == g) {
@@ -677,15 +694,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       __syncthreads();
     }
     const std::int64_t t = at.t;
-    const int m0 = at.m0, n0 = at.n0;
-    const std::int64_t first = block_of(t * p.stages, p.units, blocks);
-    const std::int64_t parts = block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1;
-    auto store = [&](int row, int col, float v) {
-      const int gm = m0 + row, gn = n0 + col;
-      if (gm >= p.m || gn >= p.n) return;
-      if (p.bias != nullptr) v += Elem<T>::to_float(static_cast<const T*>(p.bias)[gn]);
-      static_cast<T*>(p.c)[std::int64_t(gm) * p.n + gn] = Elem<T>::from_float(v);
-    };
+    const TileParts tile = tile_parts_of(t);
     // A part is the tile in float32, moved as float4 quads: quad q is row q / (kBn / 4), columns 4 (q % (kBn / 4))
     // .. + 3 (16-byte aligned in red, whose row stride kBn + 4 is a multiple of 4, and in the workspace).
     constexpr int kSlot = G::kBm * G::kBn, kQuads = kSlot / 4, kRowQuads = G::kBn / 4;
@@ -695,43 +704,32 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       return *reinterpret_cast<float4*>(red + (q / kRowQuads) * G::kRow + 4 * (q % kRowQuads));
     };
     auto store_quad = [&](int q, const float4& v) {
-      const int row = q / kRowQuads, col = 4 * (q % kRowQuads);
-      store(row, col, v.x);
-      store(row, col + 1, v.y);
-      store(row, col + 2, v.z);
-      store(row, col + 3, v.w);
+      const int row = at.m0 + q / kRowQuads, col = at.n0 + 4 * (q % kRowQuads);
+      write_output(row, col, v.x);
+      write_output(row, col + 1, v.y);
+      write_output(row, col + 2, v.z);
+      write_output(row, col + 3, v.w);
     };
-    if (parts == 1) {
+    if (tile.parts == 1) {
       for (int q = tid; q < kQuads; q += kThreads) store_quad(q, red_quad(q));
       return;
     }
     float4* const workspace = reinterpret_cast<float4*>(p.workspace);
     for (int q = tid; q < kQuads; q += kThreads) workspace[(block + t) * kQuads + q] = red_quad(q);
-    __threadfence();  // this block's part is visible to the device before the tile's counter moves
-    __syncthreads();
-    if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
-    __syncthreads();
-    if (!last_arrival) return;
-    __threadfence();
+    if (!last_to_arrive(t, tile.parts)) return;
     // The parts in block order, each thread with a batch of up to 4 quads in flight per part (and, for the small
     // tiles, 4 parts at once): summing element by element made a chain of L2 round trips, 64 per part and thread for
     // the 64 x 256 tile, now 4 (its accumulators leave no registers for 4 parts at once: that spilled).
-    const float4* const tile_parts = workspace + (first + t) * kQuads;
+    const float4* const tile_parts = workspace + (tile.first + t) * kQuads;
 #pragma unroll 1
     for (int q0 = 0; q0 < kPerThread; q0 += kBatch) {
       float4 v[kBatch];
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) v[b] = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll(MT >= 4 ? 1 : 4)
-      for (std::int64_t part = 0; part < parts; ++part) {
+      for (std::int64_t part = 0; part < tile.parts; ++part) {
 #pragma unroll
-        for (int b = 0; b < kBatch; ++b) {
-          const float4 x = __ldcg(tile_parts + part * kQuads + (q0 + b) * kThreads + tid);
-          v[b].x += x.x;
-          v[b].y += x.y;
-          v[b].z += x.z;
-          v[b].w += x.w;
-        }
+        for (int b = 0; b < kBatch; ++b) add_to(v[b], __ldcg(tile_parts + part * kQuads + (q0 + b) * kThreads + tid));
       }
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) store_quad((q0 + b) * kThreads + tid, v[b]);
