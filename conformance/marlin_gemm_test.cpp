@@ -9,7 +9,8 @@
 // (2^-23 relative) per addition (Fasi, Higham, Mikaitis, Pranesh, "Numerical behavior of NVIDIA tensor cores",
 // PeerJ CS 2021); an output sums K products plus at most 8 warp partials and 64 stream-K parts (a tile is shared
 // by at most 31 blocks: kernels.h), so the error is at most (K + 72) 2^-23 sum |x||w|, then one rounding to the
-// output type, u |y| (u = 2^-11 fp16, 2^-8 bf16), plus the smallest subnormal for results that round to it. A wrong code, scale or index is off by about |w|.
+// output type, u |y| (u = 2^-11 fp16, 2^-8 bf16), plus the smallest subnormal for results that round to it. A
+// wrong code, scale or index is off by about |w|.
 //
 // Pins: vLLM and AutoGPTQ Marlin kernels refusing real shapes (N = 2736, tensor-parallel K = 320), act-order
 // layers multiplied in the wrong input order, bias dropped in the fused path (GPTQModel PR #1846), and the
@@ -43,12 +44,10 @@ namespace qh::marlin {
 namespace {
 
 #ifdef QH_WITH_CUDA
-// Compute capability of GPU 0 as major * 10 + minor (the kernels' `arch`).
+// Compute capability of GPU 0 as major * 10 + minor (the kernels' `arch`); 0 when it cannot be read.
 int device_arch() {
-  int major = 0, minor = 0;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
-  return 10 * major + minor;
+  kernels::DeviceInfo info;
+  return kernels::device_info(0, &info) == cudaSuccess ? 10 * info.cc_major + info.cc_minor : 0;
 }
 #endif
 
@@ -338,8 +337,6 @@ TEST(GpuMarlinGemm, ConvertedCheckpointForwardUsesTheGemm) {
   }
 }
 
-// The CPU reference of the GEMM (what the torch op's CPU kernel runs) against the same float64 reference and bound
-// as the kernel: row counts of each tile, groups, act-order, bias, both dtypes and a padded shape.
 #ifdef QH_WITH_CUDA
 // The plan's grid, on the Llama shapes at M = 1 .. 1024 and on an H100/H200-sized GPU (132 SMs; without a
 // GPU the occupancy query falls back to one block per SM): within the kernel's limits (1 .. max_blocks, at most 2
@@ -375,6 +372,8 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
 }
 #endif
 
+// The CPU reference of the GEMM (what the torch op's CPU kernel runs) against the same float64 reference and bound
+// as the kernel: row counts of each tile, groups, act-order, bias, both dtypes and a padded shape.
 TEST(MarlinGemm, CpuReferenceMatchesFloat64) {
   const c10::Device cpu(c10::kCPU);
   for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {

@@ -823,15 +823,6 @@ int smem_bytes_of() {
   return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages, c.arch == 90>::kSmemBytes;
 }
 
-// The device's compute capability as major * 10 + minor.
-cudaError_t arch_of(int device, int& arch) {
-  int major = 0, minor = 0;
-  cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-  arch = 10 * major + minor;
-  return e;
-}
-
 // Per kernel and device, what the host asks the driver once: the dynamic shared-memory limit raised (needed above
 // 48 KB) and the resident blocks per SM. Asking on every call put two driver calls before each launch.
 struct KernelSetup {
@@ -850,10 +841,10 @@ KernelSetup setup_of(int device) {
   KernelSetup* setup = device >= 0 && device < kMaxDevices ? &setups[device] : &fresh;
   const std::lock_guard<std::mutex> lock(mutex);
   if (setup->error == cudaErrorNotReady) {
-    int arch = 0;
-    setup->error = arch_of(device, arch);
+    DeviceInfo info;
+    setup->error = device_info(device, &info);
     // The wgmma kernel's machine code exists for sm_90a alone: elsewhere it would be the trap.
-    if (setup->error == cudaSuccess && !marlin_gemm_config_runs_on(Config, arch)) {
+    if (setup->error == cudaSuccess && !marlin_gemm_config_runs_on(Config, 10 * info.cc_major + info.cc_minor)) {
       setup->error = cudaErrorInvalidDeviceFunction;
     }
     if (setup->error == cudaSuccess) {
