@@ -126,12 +126,13 @@ namespace qh::kernels {
 //
 // A configuration is one compiled block tile: (16 m_tiles) x (64 n_chunks) outputs, bk inputs per pipeline stage;
 // the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory (the wgmma ones:
-// two warpgroups own two 64-column chunks each over all of k, the tile's rows being the N of the transposed
-// product C^T = W^T A^T, and end a tile from their registers). The grid is persistent and stream-K: the tiles x
-// stages units of work are cut into `blocks` equal ranges, one per block, so each block moves the same bytes
-// whatever the shape (no partial last wave, no second kernel). A tile shared by several blocks is summed by the
-// last of them to arrive, in block order (deterministic), through float32 parts in the workspace and a per-tile
-// counter.
+// two consumer warpgroups own two 64-column chunks each over all of k, the tile's rows being the N of the transposed
+// product C^T = W^T A^T, and end a tile from their registers; a producer warpgroup fills the stages by TMA and bulk
+// copies, handshaking per stage through mbarriers instead of block-wide barriers). The grid is persistent and
+// stream-K: the tiles x stages units of work are cut into `blocks` equal ranges, one per block, so each block moves
+// the same bytes whatever the shape (no partial last wave, no second kernel). A tile shared by several blocks is
+// summed by the last of them to arrive, in block order (deterministic), through float32 parts in the workspace and
+// a per-tile counter.
 struct MarlinGemmConfig {
   int m_tiles = 1;
   int n_chunks = 2;

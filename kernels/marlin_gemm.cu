@@ -4,19 +4,21 @@
 // fragments of the tile's two 8-column halves (k rows 2(t%4), +1, +8, +9 at column t/4), nibbles ordered
 // (half 0: k, k+8), (half 1: k, k+8), (half 0: k+1, k+9), (half 1: k+1, k+9) read from bit 0 up. Grouped scales
 // are stored so that 16 bytes at 8 (t/4) give the thread the scales of its 8 columns of a 64-column chunk.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+#include <cudaTypedefs.h>  // the driver's cuTensorMapEncodeTiled type
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
 #include <type_traits>
 
 #include "kernels/kernels.h"
+#include "kernels/marlin_gemm_common.cuh"
+#include "kernels/marlin_gemm_wgmma.cuh"
 
 namespace qh::kernels {
 
 namespace {
+
+using namespace marlin;  // the pieces both kernels share, and the wgmma kernel
 
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = kThreads / 32;
@@ -85,98 +87,6 @@ constexpr int kBlocksPerSm = QH_BLOCKS_PER_SM;
 // bound counts 64 partial sums per output.
 constexpr std::int64_t kMaxBlocksPerTile = 31;
 
-template <typename To, typename From>
-__device__ __forceinline__ To bits_as(const From& from) {
-  static_assert(sizeof(To) == sizeof(From));
-  To to;
-  std::memcpy(&to, &from, sizeof(To));
-  return to;
-}
-
-// Per 16-bit type: the mma instruction, and the exponent trick that turns a 4-bit field into (q - 8) exactly: OR the
-// nibble into the low mantissa bits of a power of two whose unit in the last place is 1 (fp16 1024 = 0x6400, bf16
-// 128 = 0x4300), then subtract that power plus the zero point 8.
-template <typename T>
-struct Elem;
-
-template <>
-struct Elem<__half> {
-  using Pair = __half2;
-  static constexpr std::uint32_t kMagic = 0x64006400u;  // (1024, 1024)
-  static constexpr std::uint32_t kBias = 0x64086408u;   // (1032, 1032)
-  __device__ static void mma(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  __device__ static __half from_float(float x) { return __float2half_rn(x); }
-  __device__ static float to_float(__half x) { return __half2float(x); }
-};
-
-template <>
-struct Elem<__nv_bfloat16> {
-  using Pair = __nv_bfloat162;
-  static constexpr std::uint32_t kMagic = 0x43004300u;  // (128, 128)
-  static constexpr std::uint32_t kBias = 0x43084308u;   // (136, 136)
-  __device__ static void mma(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  __device__ static __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
-  __device__ static float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-};
-
-// (word & Mask) | Magic in one LOP3 (0xea: a & b | c); written as (a & b) | c nvcc emits two, since a SASS LOP3 takes
-// one immediate and both constants are immediates (IST-DASLab Marlin's lop3, a fact used here).
-template <std::uint32_t Mask, std::uint32_t Magic>
-__device__ __forceinline__ std::uint32_t mask_or(std::uint32_t word) {
-  std::uint32_t out;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(out) : "r"(word), "n"(Mask), "n"(Magic));
-  return out;
-}
-
-// Fields p and p + 4 of `word` (bits 4p.. and 16 + 4p..) as the pair ((q - 8) s) rounded once to T.
-template <typename T>
-__device__ __forceinline__ std::uint32_t dequant_pair(std::uint32_t word, int p, typename Elem<T>::Pair scale) {
-  using Pair = typename Elem<T>::Pair;
-  const std::uint32_t biased = mask_or<0x000f000fu, Elem<T>::kMagic>(word >> (4 * p));
-  const std::uint32_t bias = Elem<T>::kBias;  // a local: the constant itself has no device address
-  const Pair centred = __hsub2(bits_as<Pair>(biased), bits_as<Pair>(bias));
-  return bits_as<std::uint32_t>(__hmul2(centred, scale));
-}
-
-// The four pairs of one word, ((q - 8) s) rounded once: pair p holds fields p and p + 4; pairs 0, 1 take scale s0,
-// pairs 2, 3 scale s1. fp16 masks two fields at once without shifting the upper one down: 1024 + 16 q is exact, and
-// one fma, (1024 + 16 q) / 16 - 72, gives q - 8 exactly (the dequantization trick of IST-DASLab Marlin, a fact used
-// here). bf16 has 7 mantissa bits, too few to hold 16 q, so it shifts each field down.
-template <typename T>
-__device__ __forceinline__ void dequant_word(std::uint32_t word, typename Elem<T>::Pair s0, typename Elem<T>::Pair s1,
-                                             std::uint32_t (&b)[4]) {
-  if constexpr (std::is_same_v<T, __half>) {
-    const std::uint32_t bias = Elem<T>::kBias, sixteenth = 0x2c002c00u, minus72 = 0xd480d480u;  // 1032, 1/16, -72
-    const std::uint32_t high = word >> 8;
-    constexpr std::uint32_t kLow = 0x000f000fu, kHigh = 0x00f000f0u, kMagic = Elem<T>::kMagic;
-    const __half2 q0 = __hsub2(bits_as<__half2>(mask_or<kLow, kMagic>(word)), bits_as<__half2>(bias));
-    const __half2 q1 = __hfma2(bits_as<__half2>(mask_or<kHigh, kMagic>(word)), bits_as<__half2>(sixteenth),
-                               bits_as<__half2>(minus72));
-    const __half2 q2 = __hsub2(bits_as<__half2>(mask_or<kLow, kMagic>(high)), bits_as<__half2>(bias));
-    const __half2 q3 = __hfma2(bits_as<__half2>(mask_or<kHigh, kMagic>(high)), bits_as<__half2>(sixteenth),
-                               bits_as<__half2>(minus72));
-    b[0] = bits_as<std::uint32_t>(__hmul2(q0, s0));
-    b[1] = bits_as<std::uint32_t>(__hmul2(q1, s0));
-    b[2] = bits_as<std::uint32_t>(__hmul2(q2, s1));
-    b[3] = bits_as<std::uint32_t>(__hmul2(q3, s1));
-  } else {
-    b[0] = dequant_pair<T>(word, 0, s0);
-    b[1] = dequant_pair<T>(word, 1, s0);
-    b[2] = dequant_pair<T>(word, 2, s1);
-    b[3] = dequant_pair<T>(word, 3, s1);
-  }
-}
-
 __device__ __forceinline__ void cp_async16(void* smem, const void* global, bool valid) {
   // src-size 0 reads nothing and fills the 16 bytes with zeros (rows past m, inputs past k).
   const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
@@ -193,183 +103,7 @@ __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* s
                : "r"(addr));
 }
 
-// Hopper (sm_90a) warpgroup MMA, used by the m > 32 configurations on CC 9.0 (PTX ISA, "Asynchronous Warpgroup Level
-// Matrix Multiply-Accumulate"; facts used: the instruction forms, the shared-memory matrix descriptor's bit fields and
-// the 128-byte swizzle). Compiled for sm_90a only; other targets get a trap (the host never launches it there).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define QH_WGMMA 1
-#else
-#define QH_WGMMA 0
-#endif
-
-// Descriptor of a K-major operand tile in shared memory with the 128-byte swizzle: rows of 64 16-bit inputs (128 B),
-// 16-byte piece c of row r stored at piece c ^ (r % 8) (the layout the A copy writes), 8-row atoms of 1024 B that
-// start 1024-byte aligned. Bits 0-13: start address / 16; 16-29: leading offset / 16 (unused with a swizzle, 1);
-// 32-45: stride between 8-row atoms / 16 (1024 B); 62-63: layout 1 = 128-byte swizzle. A 16-input step along k
-// moves the start by 32 bytes: the hardware applies the swizzle to the full address.
-__device__ __forceinline__ std::uint64_t kmajor_sw128_desc(const void* smem) {
-  const std::uint64_t addr = unsigned(__cvta_generic_to_shared(smem));
-  return ((addr & 0x3ffffu) >> 4) | (std::uint64_t(1) << 16) | (std::uint64_t(1024 >> 4) << 32) |
-         (std::uint64_t(1) << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() {
-#if QH_WGMMA
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wgmma_commit() {
-#if QH_WGMMA
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-#if QH_WGMMA
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-#endif
-}
-// Generic-proxy writes to shared memory (cp.async) made visible to the async proxy that wgmma reads through.
-__device__ __forceinline__ void fence_proxy_async() {
-#if QH_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-
-// d (64 x N, float32) += a (64 x 16, registers: warp w of the warpgroup holds rows 16 w .. 16 w + 15 in the mma.sync
-// m16n8k16 A layout) x b (16 x N, K-major in shared memory through `desc`). d[r] of a thread (lane l) is row
-// 16 w + l / 4 + 8 ((r / 2) % 2), column 2 (l % 4) + r % 2 + 8 (r / 4). accumulate == 0: d = a x b (d's old
-// contents unread: no instruction has to zero the accumulators, so none writes them but the wgmma).
-#define QH_WGMMA_M64N64K16(TYPE) \
-  asm volatile( \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
-      "{%0, %1, %2, %3, %4, %5, %6, %7, " \
-      "%8, %9, %10, %11, %12, %13, %14, %15, " \
-      "%16, %17, %18, %19, %20, %21, %22, %23, " \
-      "%24, %25, %26, %27, %28, %29, %30, %31}, " \
-      "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n" \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate))
-#define QH_WGMMA_M64N128K16(TYPE) \
-  asm volatile( \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " \
-      "{%0, %1, %2, %3, %4, %5, %6, %7, " \
-      "%8, %9, %10, %11, %12, %13, %14, %15, " \
-      "%16, %17, %18, %19, %20, %21, %22, %23, " \
-      "%24, %25, %26, %27, %28, %29, %30, %31, " \
-      "%32, %33, %34, %35, %36, %37, %38, %39, " \
-      "%40, %41, %42, %43, %44, %45, %46, %47, " \
-      "%48, %49, %50, %51, %52, %53, %54, %55, " \
-      "%56, %57, %58, %59, %60, %61, %62, %63}, " \
-      "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n" \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate))
-
-template <typename T, int N>
-__device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint32_t (&a)[4], std::uint64_t desc,
-                                             int accumulate) {
-  static_assert(N == 64 || N == 128, "the two widths the wgmma tiles use");
-#if QH_WGMMA
-  constexpr bool kHalf = std::is_same_v<T, __half>;
-  if constexpr (N == 64 && kHalf) {
-    QH_WGMMA_M64N64K16("f16");
-  } else if constexpr (N == 64) {
-    QH_WGMMA_M64N64K16("bf16");
-  } else if constexpr (kHalf) {
-    QH_WGMMA_M64N128K16("f16");
-  } else {
-    QH_WGMMA_M64N128K16("bf16");
-  }
-#else
-  __trap();
-#endif
-}
-#undef QH_WGMMA_M64N64K16
-#undef QH_WGMMA_M64N128K16
-
-// Position in the per-channel scale layout (FORMATS.md 3.1 _scale_perm_single: entry 8i + j of each 32 holds column
-// 2i + {0,1,8,9,16,17,24,25}[j]) of column c of its 32-column block: the closed-form inverse.
-__device__ __forceinline__ int single_scale_position(int c) { return 8 * ((c % 8) / 2) + 2 * (c / 8) + c % 2; }
-
-struct Params {
-  const uint4* a;
-  const uint4* b;
-  const uint4* s;
-  const void* bias;
-  void* c;
-  float* workspace;
-  int m, k, n, n_pad;
-  int k_tiles;     // ceil(k / 16): 16-row tiles that hold inputs
-  int groups;
-  int group_size;   // > 0 with more than one group, else 0 (per-channel)
-  int group_shift;  // log2(group_size): 32, 64 or 128 (a shift instead of a division in the loop)
-  int stages;      // pipeline stages over k (S): a tile's units
-  int n_tiles;     // column tiles; tile t covers rows (t / n_tiles) and columns (t % n_tiles)
-  std::int64_t units;  // tiles x stages (U)
-  unsigned* counters;  // one per tile, zero between launches (the last block of a tile resets its own)
-};
-
-// Stream-K (Osama et al., "Stream-K: Work-centric Parallel Decomposition for Dense Matrix Multiplication", 2023):
-// the U = tiles x stages units of work, tile-major, are cut into gridDim.x equal ranges, one per block, so every
-// block moves the same number of bytes whatever the shape (no partial last wave). Block b takes
-// [floor(b U / P), floor((b + 1) U / P)).
-__device__ __forceinline__ std::int64_t range_start(std::int64_t b, std::int64_t units, std::int64_t blocks) {
-  return b * units / blocks;
-}
-// The block whose range holds unit u: the largest b with range_start(b) <= u, i.e. ceil((u + 1) P / U) - 1.
-__device__ __forceinline__ std::int64_t block_of(std::int64_t u, std::int64_t units, std::int64_t blocks) {
-  return ((u + 1) * blocks + units - 1) / units - 1;
-}
-
-// The blocks that share a tile: the first of them and how many (parts of the tile through the workspace).
-struct TileParts {
-  std::int64_t first, parts;
-};
-
-__device__ __forceinline__ void add_to(float4& sum, const float4& x) {
-  sum.x += x.x;
-  sum.y += x.y;
-  sum.z += x.z;
-  sum.w += x.w;
-}
-
-// A unit's place: tile t (its first output row m0 and column n0) and its stage over k. The loop walks units with
-// advance(), which divides nothing: 64-bit divisions per stage (a subroutine call each) had made the small-m kernel
-// issue-bound (16 calls in its SASS; the mma work of a stage is 16 instructions per warp at m <= 16).
-struct Cursor {
-  std::int64_t t;
-  int stage, m0, n0;
-};
-
-__device__ __forceinline__ Cursor cursor_at(std::int64_t u, const Params& p, int bm, int bn) {
-  const std::int64_t t = u / p.stages;
-  return {t, int(u - t * p.stages), int(t / p.n_tiles) * bm, int(t % p.n_tiles) * bn};
-}
-
-__device__ __forceinline__ void advance(Cursor& c, const Params& p, int bm, int bn) {
-  if (++c.stage < p.stages) return;
-  c.stage = 0;
-  ++c.t;
-  c.n0 += bn;
-  if (c.n0 >= p.n_tiles * bn) {
-    c.n0 = 0;
-    c.m0 += bm;
-  }
-}
-
-template <int MT, int NC, int BK, int STAGES, bool Wgmma>
+template <int MT, int NC, int BK, int STAGES>
 struct Tile {
   static constexpr int kBm = 16 * MT, kBn = 64 * NC;
   static constexpr int kKt = BK / 16;            // 16-row tiles per stage
@@ -382,32 +116,21 @@ struct Tile {
   static constexpr int kStage = kA + kB + kS;
   static constexpr int kChannel = NC * 8;        // per-channel scales, loaded once
   static constexpr int kRow = kBn + 4;           // float row stride of the reduction buffer (spreads banks)
-  // The wgmma path ends a tile from its registers (a warpgroup's chunks are whole over k): no reduction buffer.
-  static constexpr int kReduceBytes = Wgmma ? 0 : kBm * kRow * 4;
+  static constexpr int kReduceBytes = kBm * kRow * 4;
   static constexpr int kPipelineBytes = (STAGES * kStage + kChannel) * 16;
-  // wgmma's swizzled operand atoms need 1024-byte alignment: the kernel rounds its base up, within this padding.
-  static constexpr int kAlignPad = Wgmma ? 1024 : 0;
   // The reduction buffer has its own space: the pipeline keeps loading the next tile's stages while a tile ends.
-  static constexpr int kSmemBytes = kAlignPad + kPipelineBytes + kReduceBytes;
-  static_assert(!Wgmma || ((kBm == 64 || kBm == 128) && kBn == 256 && BK == 64 && kWarps == 8 &&
-                           kStage * 16 % 1024 == 0),
-                "the wgmma path: 64 or 128 x 256 tiles (two warpgroups, two 64-column chunks each), 64 inputs per "
-                "stage (one 128-byte swizzled row per output row), stages on 1024-byte boundaries");
+  static constexpr int kSmemBytes = kPipelineBytes + kReduceBytes;
 };
 
 // Grouped: scales per group (p.group_size > 0) rather than one row per channel; a template parameter, so the loop
-// carries no branch between the two scale sources. Wgmma: the stage's products on Hopper's warpgroup MMA (the
-// transposed product: C^T = W^T A^T, the dequantized weights as the register operand, A read by the tensor cores
-// from shared memory) instead of mma.sync; the copies, the cursors and the stream-K ending are the same.
-template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped, bool Wgmma>
+// carries no branch between the two scale sources.
+template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
 __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
-  using G = Tile<MT, NC, BK, STAGES, Wgmma>;
+  using G = Tile<MT, NC, BK, STAGES>;
   constexpr int kStages = STAGES;
   using Pair = typename Elem<T>::Pair;
   extern __shared__ uint4 dynamic_smem[];
-  uint4* smem = dynamic_smem;
-  if constexpr (Wgmma) smem += (1024 - unsigned(__cvta_generic_to_shared(dynamic_smem)) % 1024) % 1024 / 16;
-  __shared__ int last_arrival;
+  uint4* const smem = dynamic_smem;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int chunk = warp % NC, kg = warp / NC;
   const std::int64_t blocks = gridDim.x, block = blockIdx.x;
@@ -489,64 +212,6 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
   };
 
   float acc[MT][8][4] = {};
-  // Wgmma: warpgroup `group` owns 64-column chunks 2 group and 2 group + 1 over all of a stage's inputs; warp `quarter`
-  // of it holds (the wgmma layout) columns 16 quarter .. + 15 of each chunk: its lane's word `quarter` of the chunk's
-  // 16x64 B piece, which holds exactly the mma.sync B fragments of those columns, i.e. the A fragment of the
-  // transposed product. The tile's kBm rows are the N of one wgmma: kBm / 2 accumulators per chunk and thread.
-  constexpr int kWgmmaN = Wgmma ? G::kBm : 64;  // (the mma.sync instantiations compile, never call, the lambdas)
-  constexpr int kAcc = kWgmmaN / 2;
-  float wacc[2][kAcc] = {};
-  const int group = warp / 4, quarter = warp % 4;
-  bool fresh = true;  // the next stage is the first of this block's part of a tile: its first products overwrite
-  // The A fragments of 16-row tile t of a stage, chunk cc: (q - 8) s of the thread's word, rows l / 4 (the first
-  // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ... Zero past k and past n_pad: every
-  // wgmma is issued (one under a branch the compiler cannot prove uniform over the warpgroup is serialized, C7520).
-  auto dequant_tile = [&](const Cursor& at, const uint4* stage_base, int t, std::uint32_t (&frag)[2][4]) {
-    const std::uint32_t* const sb = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA);
-    const std::uint32_t* const ss = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA + G::kB);
-    const std::uint32_t* const sc = reinterpret_cast<const std::uint32_t*>(channel);
-    const bool tile_ok = at.stage * G::kKt + t < p.k_tiles;
-#pragma unroll
-    for (int cc = 0; cc < 2; ++cc) {
-      const int chunk = 2 * group + cc;
-      if (!tile_ok || at.n0 + 64 * chunk >= p.n_pad) {
-        frag[cc][0] = frag[cc][1] = frag[cc][2] = frag[cc][3] = 0u;
-        continue;
-      }
-      const std::uint32_t word = sb[((t * NC + chunk) * 32 + lane) * 4 + quarter];
-      const int srow = !Grouped || BK <= p.group_size ? 0 : (16 * t) >> p.group_shift;
-      const std::uint32_t scale_word = Grouped ? ss[(srow * NC * 8 + chunk * 8 + lane / 4) * 4 + quarter]
-                                               : sc[(chunk * 8 + lane / 4) * 4 + quarter];
-      const Pair both = bits_as<Pair>(scale_word);
-      std::uint32_t b[4];
-      dequant_word<T>(word, Pair{both.x, both.x}, Pair{both.y, both.y}, b);
-      frag[cc][0] = b[0];
-      frag[cc][1] = b[2];
-      frag[cc][2] = b[1];
-      frag[cc][3] = b[3];
-    }
-  };
-  // Per 16-row tile: dequantize, then issue its two wgmmas as one group; the next tile's dequantization overlaps
-  // them (two fragment buffers: waiting for all groups but the newest frees the one about to be written). The
-  // stage's last group stays in flight into the next stage (its buffer is not refilled until the one after).
-  auto compute_stage_wgmma = [&](const Cursor& at, int buf) {
-    const uint4* const sa = smem + buf * G::kStage;
-    const std::uint64_t desc = kmajor_sw128_desc(sa);
-    std::uint32_t frag[2][2][4];
-#pragma unroll
-    for (int t = 0; t < G::kKt; ++t) {
-      dequant_tile(at, sa, t, frag[t % 2]);
-      wgmma_fence();
-#pragma unroll
-      for (int cc = 0; cc < 2; ++cc) {
-        // + 32 B per tile
-        wgmma_m64k16<T, kWgmmaN>(wacc[cc], frag[t % 2][cc], desc + 2 * t, t > 0 || !fresh);
-      }
-      wgmma_commit();
-      wgmma_wait<1>();
-    }
-    fresh = false;
-  };
   auto compute_stage = [&](const Cursor& at, int buf) {
     const uint4* const sa = smem + buf * G::kStage;
     const uint4* const sb = sa + G::kA;
@@ -583,91 +248,6 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
   };
 
-  // What the two endings of a tile share. Output (gm, gn) = v + bias, rounded once; nothing past m or n.
-  auto write_output = [&](int gm, int gn, float v) {
-    if (gm >= p.m || gn >= p.n) return;
-    if (p.bias != nullptr) v += Elem<T>::to_float(static_cast<const T*>(p.bias)[gn]);
-    static_cast<T*>(p.c)[std::int64_t(gm) * p.n + gn] = Elem<T>::from_float(v);
-  };
-  // The blocks whose ranges hold tile t's units: the first of them and how many.
-  auto tile_parts_of = [&](std::int64_t t) {
-    const std::int64_t first = block_of(t * p.stages, p.units, blocks);
-    return TileParts{first, block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1};
-  };
-  // Once this block's part of tile t is in the workspace: whether it is the last of the tile's blocks to arrive,
-  // which then sees every part (the counter wraps back to zero for the next launch).
-  auto last_to_arrive = [&](std::int64_t t, std::int64_t parts) {
-    __threadfence();  // this block's part is visible to the device before the tile's counter moves
-    __syncthreads();
-    if (tid == 0) last_arrival = atomicInc(&p.counters[t], unsigned(parts - 1)) == unsigned(parts - 1);
-    __syncthreads();
-    if (!last_arrival) return false;
-    __threadfence();
-    return true;
-  };
-
-  // The wgmma path's end of a tile, from the registers (a warpgroup's chunks are whole over the block's range), which
-  // it only reads: an accumulator written outside the wgmma (zeroed, or summed into) makes nvcc join two values of
-  // it where the loop goes on, and ptxas then waits for the in-flight products there every stage (C7517). A part
-  // goes to the workspace as each thread's accumulators in register order (float4 quad j of chunk cc at
-  // (cc kAcc / 4 + j) kThreads + tid: whole 512-byte runs per warp), and the last block to arrive sums the parts
-  // in block order (deterministic: the same whichever arrives last), four quads at a time, and writes the outputs.
-  // Quad i of chunk cc holds output rows 8 i + 2 (l % 4) + {0, 1} (the transposed product's columns) at columns
-  // 16 quarter + l / 4 + {0, 8} of the chunk (its rows): accumulator 4 i + 2 e + h is row + h, column + 8 e.
-  // Quad i of chunk cc (accumulators 4 i .. 4 i + 3) of a thread, in the order described above.
-  auto wgmma_quad = [&](int cc, int i) {
-    return make_float4(wacc[cc][4 * i], wacc[cc][4 * i + 1], wacc[cc][4 * i + 2], wacc[cc][4 * i + 3]);
-  };
-  auto store_quad = [&](const Cursor& at, int cc, int i, const float4& v) {
-    const int row = at.m0 + 2 * (lane % 4) + 8 * i;
-    const int col = at.n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4;
-    write_output(row, col, v.x);
-    write_output(row + 1, col, v.y);
-    write_output(row, col + 8, v.z);
-    write_output(row + 1, col + 8, v.w);
-  };
-  auto finish_tile_wgmma = [&](const Cursor& at) {
-    wgmma_wait<0>();  // the tile's last products
-    fresh = true;
-    const std::int64_t t = at.t;
-    const TileParts tile = tile_parts_of(t);
-    constexpr int kQuadsPer = kAcc / 4, kQuads = 2 * kQuadsPer;  // per chunk, per thread
-    if (tile.parts == 1) {
-#pragma unroll
-      for (int cc = 0; cc < 2; ++cc) {
-#pragma unroll
-        for (int i = 0; i < kQuadsPer; ++i) store_quad(at, cc, i, wgmma_quad(cc, i));
-      }
-      return;
-    }
-    float4* const workspace = reinterpret_cast<float4*>(p.workspace);
-    float4* const slot = workspace + (block + t) * (kQuads * kThreads) + tid;
-#pragma unroll
-    for (int cc = 0; cc < 2; ++cc) {
-#pragma unroll
-      for (int i = 0; i < kQuadsPer; ++i) slot[(cc * kQuadsPer + i) * kThreads] = wgmma_quad(cc, i);
-    }
-    if (!last_to_arrive(t, tile.parts)) return;
-    const float4* const tile_parts = workspace + (tile.first + t) * (kQuads * kThreads) + tid;
-    constexpr int kBatch = 4;
-    static_assert(kQuadsPer % kBatch == 0, "whole batches of quads per chunk");
-#pragma unroll
-    for (int q0 = 0; q0 < kQuads; q0 += kBatch) {
-      float4 sum[kBatch];
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b) sum[b] = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 1
-      for (std::int64_t part = 0; part < tile.parts; ++part) {
-#pragma unroll
-        for (int b = 0; b < kBatch; ++b) {
-          add_to(sum[b], __ldcg(tile_parts + part * (kQuads * kThreads) + (q0 + b) * kThreads));
-        }
-      }
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b) store_quad(at, (q0 + b) / kQuadsPer, (q0 + b) % kQuadsPer, sum[b]);
-    }
-  };
-
   // The end of this block's part of tile t: the warps of a chunk hold partial sums over different 16-row tiles; add
   // them in shared memory in warp order. A tile done by one block is written out; otherwise the part goes to its
   // workspace slot (block + tile: unique, as both only grow along the ranges) and the last block of the tile to
@@ -694,7 +274,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       __syncthreads();
     }
     const std::int64_t t = at.t;
-    const TileParts tile = tile_parts_of(t);
+    const TileParts tile = tile_parts_of(p, t);
     // A part is the tile in float32, moved as float4 quads: quad q is row q / (kBn / 4), columns 4 (q % (kBn / 4))
     // .. + 3 (16-byte aligned in red, whose row stride kBn + 4 is a multiple of 4, and in the workspace).
     constexpr int kSlot = G::kBm * G::kBn, kQuads = kSlot / 4, kRowQuads = G::kBn / 4;
@@ -705,10 +285,10 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     };
     auto store_quad = [&](int q, const float4& v) {
       const int row = at.m0 + q / kRowQuads, col = at.n0 + 4 * (q % kRowQuads);
-      write_output(row, col, v.x);
-      write_output(row, col + 1, v.y);
-      write_output(row, col + 2, v.z);
-      write_output(row, col + 3, v.w);
+      write_output<T>(p, row, col, v.x);
+      write_output<T>(p, row, col + 1, v.y);
+      write_output<T>(p, row, col + 2, v.z);
+      write_output<T>(p, row, col + 3, v.w);
     };
     if (tile.parts == 1) {
       for (int q = tid; q < kQuads; q += kThreads) store_quad(q, red_quad(q));
@@ -716,7 +296,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
     float4* const workspace = reinterpret_cast<float4*>(p.workspace);
     for (int q = tid; q < kQuads; q += kThreads) workspace[(block + t) * kQuads + q] = red_quad(q);
-    if (!last_to_arrive(t, tile.parts)) return;
+    if (!last_to_arrive(p, t, tile.parts, [] { __syncthreads(); })) return;
     // The parts in block order, each thread with a batch of up to 4 quads in flight per part (and, for the small
     // tiles, 4 parts at once): summing element by element made a chain of L2 round trips, 64 per part and thread for
     // the 64 x 256 tile, now 4 (its accumulators leave no registers for 4 parts at once: that spilled).
@@ -736,10 +316,9 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
   };
 
-  // Two cursors over this block's units: the one being loaded runs kAhead stages ahead of the one being computed.
-  // mma.sync refills the buffer computed in the previous iteration (kStages - 1 ahead); wgmma leaves the previous
-  // stage's last products in flight across the barrier, so it refills the one before (kStages - 2 ahead).
-  constexpr int kAhead = Wgmma ? kStages - 2 : kStages - 1;
+  // Two cursors over this block's units: the one being loaded runs kAhead stages ahead of the one being computed
+  // (it refills the buffer computed in the previous iteration).
+  constexpr int kAhead = kStages - 1;
   static_assert(kAhead >= 1, "at least one stage in flight");
   const std::int64_t count = u_end - u_begin;
   Cursor loading = cursor_at(u_begin, p, G::kBm, G::kBn), computing = loading;
@@ -756,7 +335,6 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
   int buf = 0, load_buf = kAhead;
   for (std::int64_t i = 0; i < count; ++i) {
     cp_async_wait<kAhead - 1>();
-    if constexpr (Wgmma) fence_proxy_async();  // this thread's copies, visible to the tensor cores after the barrier
     __syncthreads();  // stage data visible to all; every warp is done with the buffer refilled next
     if (i + kAhead < count) load_next(load_buf);
     cp_async_commit();
@@ -765,38 +343,19 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       load_channel_scales(computing.n0);
       __syncthreads();
     }
-    if constexpr (Wgmma) {
-      compute_stage_wgmma(computing, buf);
-    } else {
-      compute_stage(computing, buf);
-    }
+    compute_stage(computing, buf);
     buf = buf + 1 == kStages ? 0 : buf + 1;
     if (i + 1 == count || computing.stage + 1 == p.stages) {
-      if constexpr (Wgmma) {
-        finish_tile_wgmma(computing);
-      } else {
-        finish_tile(computing);
-      }
+      finish_tile(computing);
     }
     advance(computing, p, G::kBm, G::kBn);
   }
-  if constexpr (Wgmma) wgmma_wait<0>();
   cp_async_wait<0>();
 }
 
 template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
 __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
-  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped, false>(p);
-}
-
-// Its own name, so that the SASS check can ask for HGMMA in it; a trap on every target but sm_90a.
-template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
-__global__ void __launch_bounds__(kThreads) marlin_gemm_wgmma_kernel(Params p) {
-#if QH_WGMMA
-  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped, true>(p);
-#else
-  __trap();
-#endif
+  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped>(p);
 }
 
 __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, const std::int32_t* __restrict__ perm,
@@ -811,16 +370,26 @@ template <typename T, int Config, bool Grouped>
 auto* kernel_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
   if constexpr (c.arch == 90) {
-    return marlin_gemm_wgmma_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
+    static_assert(c.n_chunks == 4 && c.bk == 64, "the wgmma tile: 256 columns, 64 inputs per stage");
+    return marlin::marlin_gemm_wgmma_kernel<T, c.m_tiles, c.stages, Grouped>;
   } else {
     return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
   }
 }
 
+template <int Config>
+constexpr int threads_of() {
+  return kConfigs[Config].arch == 90 ? kWgmmaThreads : kThreads;
+}
+
 template <typename T, int Config>
 int smem_bytes_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
-  return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages, c.arch == 90>::kSmemBytes;
+  if constexpr (c.arch == 90) {
+    return marlin::WgmmaTile<c.m_tiles, c.stages>::kSmemBytes;
+  } else {
+    return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>::kSmemBytes;
+  }
 }
 
 // Per kernel and device, what the host asks the driver once: the dynamic shared-memory limit raised (needed above
@@ -851,7 +420,8 @@ KernelSetup setup_of(int device) {
       setup->error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     }
     if (setup->error == cudaSuccess) {
-      setup->error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&setup->blocks_per_sm, kernel, kThreads, smem);
+      setup->error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&setup->blocks_per_sm, kernel, threads_of<Config>(),
+                                                                   smem);
     }
   }
   return *setup;
@@ -886,6 +456,37 @@ cudaError_t dispatch(DType dtype, int config, bool grouped, F&& f) {
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+// The driver's cuTensorMapEncodeTiled through the runtime (the library does not link libcuda); null without it.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encoder = [] {
+    void* entry = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &entry, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return PFN_cuTensorMapEncodeTiled_v12000{};
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(entry);
+  }();
+  return encoder;
+}
+
+// A ([m, k] 16-bit, rows k elements apart) for the wgmma kernel's TMA: boxes of 64 inputs x box_rows rows in the
+// 128-byte swizzle the wgmma descriptor reads, elements outside the matrix read as zero (FLOAT_OOB_FILL_NONE).
+cudaError_t encode_a_map(CUtensorMap* map, const void* a, std::int64_t m, std::int64_t k, int box_rows) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return cudaErrorNotSupported;
+  const cuuint64_t dims[2] = {cuuint64_t(k), cuuint64_t(m)};
+  const cuuint64_t row_bytes[1] = {cuuint64_t(k) * 2};  // a multiple of 16: the launcher requires k % 8 == 0
+  const cuuint32_t box[2] = {64, cuuint32_t(box_rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, const_cast<void*>(a), dims, row_bytes, box,
+                            element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
 
 }  // namespace
 
@@ -984,7 +585,15 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
   p.n_tiles = int(column_tiles(plan.config, args.n));
   p.units = marlin_gemm_tiles(plan.config, args.m, args.n) * p.stages;
   return dispatch(args.dtype, plan.config, p.group_size > 0, [&](auto* kernel, int smem, const KernelSetup&) {
-    kernel<<<unsigned(plan.blocks), kThreads, smem, stream>>>(p);
+    if constexpr (std::is_same_v<decltype(kernel), void (*)(WgmmaParams)>) {
+      WgmmaParams wp{};
+      wp.p = p;
+      const int box_rows = 16 * kConfigs[plan.config].m_tiles;
+      if (const cudaError_t e = encode_a_map(&wp.a_map, args.a, args.m, args.k, box_rows); e != cudaSuccess) return e;
+      kernel<<<unsigned(plan.blocks), kWgmmaThreads, smem, stream>>>(wp);
+    } else {
+      kernel<<<unsigned(plan.blocks), kThreads, smem, stream>>>(p);
+    }
     return cudaGetLastError();
   });
 }

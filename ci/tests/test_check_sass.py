@@ -34,7 +34,7 @@ def test_gemm_without_tensor_cores_is_a_finding():
         "sm_90a qh::marlin_gemm_kernel<half>: expected HMMA instructions, found none"]
 
 
-WGMMA = [("ULDC.64", "UR4, c[0x0][0x208]"), ("LDGSTS.E.BYPASS.128", "[R45], desc[UR4][R40.64], P0"),
+WGMMA = [("UTMALDG.2D", "[UR8], [UR4], desc[UR6]"), ("UBLKCP.S.G", "[UR10], [UR12], UR14"),
          ("HGMMA.64x64x16.F32", "R24, gdesc[UR8], R24")]
 
 
@@ -43,5 +43,8 @@ def test_hopper_gemm_needs_hgmma_on_sm_90a_only():
     mma_only = [ins for ins in WGMMA if not ins[0].startswith("HGMMA")] + [("HMMA.16816.F32", "R12, R8, R20, R12")]
     assert check_sass.check_kernel("sm_90a", "qh::marlin_gemm_wgmma_kernel<half>", mma_only) == [
         "sm_90a qh::marlin_gemm_wgmma_kernel<half>: expected HGMMA instructions, found none"]
+    no_tma = [ins for ins in WGMMA if not ins[0].startswith("UTMALDG")]
+    assert check_sass.check_kernel("sm_90a", "qh::marlin_gemm_wgmma_kernel<half>", no_tma) == [
+        "sm_90a qh::marlin_gemm_wgmma_kernel<half>: expected UTMALDG instructions, found none"]
     # elsewhere it is a trap: nothing is required of it
     assert check_sass.check_kernel("sm_80", "qh::marlin_gemm_wgmma_kernel<half>", [("BPT.TRAP", "0x1")]) == []

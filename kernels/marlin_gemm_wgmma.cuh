@@ -1,0 +1,462 @@
+// The Hopper path of the Marlin GEMM (sm_90a; included by marlin_gemm.cu only): 64 or 128 x 256 output tiles on
+// warpgroup MMA, fed by a producer warpgroup through the Tensor Memory Accelerator and bulk copies into
+// mbarrier-guarded stages, so the two consumer warpgroups never meet at a block-wide barrier and drift apart freely
+// (the warp-specialized pipeline of CUTLASS's sm90 kernels, a design fact used here, not its code). Facts used from
+// the PTX ISA: the wgmma forms, the shared-memory matrix descriptor, the 128-byte swizzle, the mbarrier, setmaxnreg
+// and cp.async.bulk instructions.
+#pragma once
+
+#include <cuda.h>  // CUtensorMap (a type only: the host encodes it through the runtime's driver entry point)
+
+#include "kernels/marlin_gemm_common.cuh"
+
+namespace qh::kernels::marlin {
+
+// Hopper (sm_90a) warpgroup MMA, used by the m > 32 configurations on CC 9.0 (PTX ISA, "Asynchronous Warpgroup Level
+// Matrix Multiply-Accumulate"; facts used: the instruction forms, the shared-memory matrix descriptor's bit fields and
+// the 128-byte swizzle). Compiled for sm_90a only; other targets get a trap (the host never launches it there).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define QH_WGMMA 1
+#else
+#define QH_WGMMA 0
+#endif
+
+// Descriptor of a K-major operand tile in shared memory with the 128-byte swizzle: rows of 64 16-bit inputs (128 B),
+// 16-byte piece c of row r stored at piece c ^ (r % 8) (the layout the A copy writes), 8-row atoms of 1024 B that
+// start 1024-byte aligned. Bits 0-13: start address / 16; 16-29: leading offset / 16 (unused with a swizzle, 1);
+// 32-45: stride between 8-row atoms / 16 (1024 B); 62-63: layout 1 = 128-byte swizzle. A 16-input step along k
+// moves the start by 32 bytes: the hardware applies the swizzle to the full address.
+__device__ __forceinline__ std::uint64_t kmajor_sw128_desc(const void* smem) {
+  const std::uint64_t addr = unsigned(__cvta_generic_to_shared(smem));
+  return ((addr & 0x3ffffu) >> 4) | (std::uint64_t(1) << 16) | (std::uint64_t(1024 >> 4) << 32) |
+         (std::uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+#if QH_WGMMA
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if QH_WGMMA
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if QH_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// d (64 x N, float32) += a (64 x 16, registers: warp w of the warpgroup holds rows 16 w .. 16 w + 15 in the mma.sync
+// m16n8k16 A layout) x b (16 x N, K-major in shared memory through `desc`). d[r] of a thread (lane l) is row
+// 16 w + l / 4 + 8 ((r / 2) % 2), column 2 (l % 4) + r % 2 + 8 (r / 4). accumulate == 0: d = a x b (d's old
+// contents unread: no instruction has to zero the accumulators, so none writes them but the wgmma).
+#define QH_WGMMA_M64N64K16(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " \
+      "{%0, %1, %2, %3, %4, %5, %6, %7, " \
+      "%8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, " \
+      "%24, %25, %26, %27, %28, %29, %30, %31}, " \
+      "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate))
+#define QH_WGMMA_M64N128K16(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " \
+      "{%0, %1, %2, %3, %4, %5, %6, %7, " \
+      "%8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, " \
+      "%24, %25, %26, %27, %28, %29, %30, %31, " \
+      "%32, %33, %34, %35, %36, %37, %38, %39, " \
+      "%40, %41, %42, %43, %44, %45, %46, %47, " \
+      "%48, %49, %50, %51, %52, %53, %54, %55, " \
+      "%56, %57, %58, %59, %60, %61, %62, %63}, " \
+      "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate))
+
+template <typename T, int N>
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint32_t (&a)[4], std::uint64_t desc,
+                                             int accumulate) {
+  static_assert(N == 64 || N == 128, "the two widths the wgmma tiles use");
+#if QH_WGMMA
+  constexpr bool kHalf = std::is_same_v<T, __half>;
+  if constexpr (N == 64 && kHalf) {
+    QH_WGMMA_M64N64K16("f16");
+  } else if constexpr (N == 64) {
+    QH_WGMMA_M64N64K16("bf16");
+  } else if constexpr (kHalf) {
+    QH_WGMMA_M64N128K16("f16");
+  } else {
+    QH_WGMMA_M64N128K16("bf16");
+  }
+#else
+  __trap();
+#endif
+}
+#undef QH_WGMMA_M64N64K16
+#undef QH_WGMMA_M64N128K16
+
+__device__ __forceinline__ unsigned smem_address(const void* p) { return unsigned(__cvta_generic_to_shared(p)); }
+
+// mbarriers in shared memory (PTX ISA "Parallel Synchronization and Communication Instructions: mbarrier"). A phase
+// completes when its expected arrivals have arrived and, for a transaction barrier, its expected bytes have landed;
+// waiting on parity P returns once the phase of that parity has completed.
+__device__ __forceinline__ void mbarrier_init(std::uint64_t* bar, unsigned arrivals) {
+#if QH_WGMMA
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_address(bar)), "r"(arrivals) : "memory");
+#endif
+}
+// The initialized barriers, visible to the async proxy (the copies' completions) as well.
+__device__ __forceinline__ void mbarrier_init_fence() {
+#if QH_WGMMA
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void mbarrier_arrive(std::uint64_t* bar) {
+#if QH_WGMMA
+  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
+#endif
+}
+// The producer's arrival, announcing the bytes its copies will bring in this phase.
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(std::uint64_t* bar, unsigned bytes) {
+#if QH_WGMMA
+  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)),
+               "r"(bytes)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void mbarrier_wait(std::uint64_t* bar, unsigned parity) {
+#if QH_WGMMA
+  unsigned done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_address(bar)), "r"(parity)
+        : "memory");
+  }
+#endif
+}
+
+// A box of a 2-D tensor (the tensor map's box, at element coordinates x along the rows, y down them) into shared
+// memory by the Tensor Memory Accelerator, completing `bytes` on `bar`; elements outside the tensor read as zero.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, std::uint64_t* bar) {
+#if QH_WGMMA
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          smem_address(dst)),
+      "l"(map), "r"(x), "r"(y), "r"(smem_address(bar))
+      : "memory");
+#endif
+}
+// `bytes` (a multiple of 16) contiguous bytes into shared memory, completing on `bar`.
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, unsigned bytes, std::uint64_t* bar) {
+#if QH_WGMMA
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                   smem_address(dst)),
+               "l"(src), "r"(bytes), "r"(smem_address(bar))
+               : "memory");
+#endif
+}
+
+// Two consumer warpgroups (each owns two 64-column chunks of the tile over all of k and ends the tile from its
+// registers) and a producer warpgroup, one thread of which issues the copies. The producer hands its registers to
+// the consumers (setmaxnreg): 128 x 40 + 256 x 232 of the SM's 65,536; 288 threads with one producer warp would cap
+// every thread at 224, too few for the 128-row tile's 128 accumulators (ptxas serialized its wgmmas, C7512).
+constexpr int kWgmmaConsumers = 256;
+constexpr int kWgmmaThreads = kWgmmaConsumers + 128;
+constexpr int kProducerRegisters = 40, kConsumerRegisters = 232;
+
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+#if QH_WGMMA
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+#if QH_WGMMA
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+
+// A stage: the tile's A rows (kBm x 64 inputs, 128-byte swizzled: the TMA box), then the B pieces of its four
+// 16-row tiles (kNc chunks each, in the global order), then up to two rows of grouped scales (group size 32).
+template <int MT, int STAGES>
+struct WgmmaTile {
+  static constexpr int kBm = 16 * MT, kNc = 4, kBn = 64 * kNc, kBk = 64;
+  static constexpr int kKt = kBk / 16;
+  static constexpr int kA = kBm * kBk / 8;  // 16-byte pieces
+  static constexpr int kB = kKt * kNc * 32;
+  static constexpr int kS = (kBk / 32) * kNc * 8;
+  static constexpr int kStage = kA + kB + kS;
+  // The swizzled operand atoms (and the TMA box) need 1024-byte alignment: the kernel rounds its base up, within
+  // this padding.
+  static constexpr int kSmemBytes = 1024 + STAGES * kStage * 16;
+  static_assert((kBm == 64 || kBm == 128) && kStage * 16 % 1024 == 0,
+                "64 or 128 x 256 tiles (the wgmma's N), stages on 1024-byte boundaries");
+};
+
+struct WgmmaParams {
+  Params p;
+  CUtensorMap a_map;  // A as a [m, k] 16-bit tensor, box 64 inputs x kBm rows, 128-byte swizzle
+};
+
+// The producer (one thread): per unit of this block's range, wait for the stage buffer to be empty, announce its
+// bytes, and issue its copies: A by one TMA box (rows past m and inputs past k read as zero), B by one bulk copy per
+// 16-row tile that holds inputs (the tile's chunks are contiguous), grouped scales by one per scale row. Chunks past
+// n_pad and tiles past k are not copied: the consumers do not read them.
+template <int MT, int STAGES, bool Grouped>
+__device__ __forceinline__ void produce_stages(const WgmmaParams& wp, uint4* smem, std::uint64_t* full,
+                                               std::uint64_t* empty, std::int64_t u_begin, std::int64_t count) {
+  using G = WgmmaTile<MT, STAGES>;
+  const Params& p = wp.p;
+  const std::int64_t b_row = p.n_pad / 2, scale_row = p.n_pad / 8;  // 16-byte pieces per B row, per scale row
+  const int scale_rows = Grouped ? (G::kBk > p.group_size ? G::kBk >> p.group_shift : 1) : 0;
+  Cursor at = cursor_at(u_begin, p, G::kBm, G::kBn);
+  int buf = 0;
+  unsigned phase = 0;
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (i >= STAGES) mbarrier_wait(&empty[buf], phase ^ 1u);  // the consumers' release of its previous use
+    uint4* const sa = smem + buf * G::kStage;
+    uint4* const sb = sa + G::kA;
+    uint4* const ss = sb + G::kB;
+    const int chunks = min(G::kNc, (p.n_pad - at.n0) / 64);
+    const int k_tile0 = at.stage * G::kKt, b_tiles = min(G::kKt, p.k_tiles - k_tile0);
+    const int g0 = (at.stage * G::kBk) >> p.group_shift, s_rows = Grouped ? min(scale_rows, p.groups - g0) : 0;
+    mbarrier_arrive_expect_tx(&full[buf], unsigned(G::kA + (b_tiles * 32 + s_rows * 8) * chunks) * 16u);
+    tma_load_2d(sa, &wp.a_map, at.stage * G::kBk, at.m0, &full[buf]);
+    const uint4* const b_src = p.b + std::int64_t(k_tile0) * b_row + (at.n0 / 64) * 32;
+    for (int t = 0; t < b_tiles; ++t) bulk_load(sb + t * G::kNc * 32, b_src + t * b_row, chunks * 512u, &full[buf]);
+    for (int r = 0; r < s_rows; ++r) {
+      bulk_load(ss + r * G::kNc * 8, p.s + (g0 + r) * scale_row + (at.n0 / 64) * 8, chunks * 128u, &full[buf]);
+    }
+    advance(at, p, G::kBm, G::kBn);
+    if (++buf == STAGES) {
+      buf = 0;
+      phase ^= 1u;
+    }
+  }
+}
+
+// A barrier over the two consumer warpgroups alone (the producer warpgroup has left): named barrier 1.
+__device__ __forceinline__ void sync_consumers() {
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kWgmmaConsumers) : "memory");
+}
+
+// The consumers. The product is transposed, C^T = W^T A^T: warpgroup `group` owns 64-column chunks 2 group and
+// 2 group + 1 over all of the block's range; warp `quarter` of it holds (the wgmma layout) columns 16 quarter .. + 15
+// of each chunk: its lane's word `quarter` of the chunk's 16x64 B piece, which holds exactly the mma.sync B fragments
+// of those columns, i.e. the A fragment of the transposed product. The tile's kBm rows are the N of one wgmma:
+// kBm / 2 accumulators per chunk and thread. A is read by the tensor cores from the stage (the descriptor).
+template <typename T, int MT, int STAGES, bool Grouped>
+__device__ __forceinline__ void consume_stages(const Params& p, const uint4* smem, std::uint64_t* full,
+                                               std::uint64_t* empty, std::int64_t u_begin, std::int64_t count) {
+  using G = WgmmaTile<MT, STAGES>;
+  using Pair = typename Elem<T>::Pair;
+  constexpr int kAcc = G::kBm / 2;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, group = warp / 4, quarter = warp % 4;
+  const std::int64_t block = blockIdx.x;
+  float wacc[2][kAcc] = {};
+  // Per-channel scales, per tile: the pair of this thread's columns 16 quarter + lane / 4 + {0, 8} of each chunk
+  // (the order the grouped layout gives a word), read from the permuted row (FORMATS.md 3.1).
+  std::uint32_t channel_words[2] = {};
+  auto load_channel_words = [&](int n0) {
+    const T* const src = static_cast<const T*>(static_cast<const void*>(p.s));
+#pragma unroll
+    for (int cc = 0; cc < 2; ++cc) {
+      T pair[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int col = n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4 + 8 * e;
+        pair[e] = col < p.n_pad ? src[col - col % 32 + single_scale_position(col % 32)] : Elem<T>::from_float(0.f);
+      }
+      channel_words[cc] = bits_as<std::uint32_t>(pair);
+    }
+  };
+  bool fresh = true;  // the next stage is the first of this block's part of a tile: its first products overwrite
+  // The stage buffer whose products may still be in flight; released (its empty barrier arrived on) once a wait
+  // has retired them.
+  int pending = -1;
+  auto release_pending = [&] {
+    if (pending >= 0) mbarrier_arrive(&empty[pending]);
+    pending = -1;
+  };
+  // The A fragments of 16-row tile t of a stage, chunk cc: (q - 8) s of the thread's word, rows l / 4 (the first
+  // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ... Zero past k and past n_pad: every
+  // wgmma is issued (one under a branch the compiler cannot prove uniform over the warpgroup is serialized, C7520).
+  auto dequant_tile = [&](const Cursor& at, const uint4* stage_base, int t, std::uint32_t (&frag)[2][4]) {
+    const std::uint32_t* const sb = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA);
+    const std::uint32_t* const ss = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA + G::kB);
+    const bool tile_ok = at.stage * G::kKt + t < p.k_tiles;
+#pragma unroll
+    for (int cc = 0; cc < 2; ++cc) {
+      const int chunk = 2 * group + cc;
+      if (!tile_ok || at.n0 + 64 * chunk >= p.n_pad) {
+        frag[cc][0] = frag[cc][1] = frag[cc][2] = frag[cc][3] = 0u;
+        continue;
+      }
+      const std::uint32_t word = sb[((t * G::kNc + chunk) * 32 + lane) * 4 + quarter];
+      const int srow = !Grouped || G::kBk <= p.group_size ? 0 : (16 * t) >> p.group_shift;
+      const std::uint32_t scale_word =
+          Grouped ? ss[(srow * G::kNc * 8 + chunk * 8 + lane / 4) * 4 + quarter] : channel_words[cc];
+      const Pair both = bits_as<Pair>(scale_word);
+      std::uint32_t b[4];
+      dequant_word<T>(word, Pair{both.x, both.x}, Pair{both.y, both.y}, b);
+      frag[cc][0] = b[0];
+      frag[cc][1] = b[2];
+      frag[cc][2] = b[1];
+      frag[cc][3] = b[3];
+    }
+  };
+  // Per 16-row tile: dequantize, then issue its two wgmmas as one group; the next tile's dequantization overlaps
+  // them (two fragment buffers: waiting for all groups but the newest frees the one about to be written). The
+  // stage's last group stays in flight into the next stage, whose first wait retires it and so frees the buffer.
+  auto compute_stage = [&](const Cursor& at, int buf) {
+    const uint4* const sa = smem + buf * G::kStage;
+    const std::uint64_t desc = kmajor_sw128_desc(sa);
+    std::uint32_t frag[2][2][4];
+#pragma unroll
+    for (int t = 0; t < G::kKt; ++t) {
+      dequant_tile(at, sa, t, frag[t % 2]);
+      wgmma_fence();
+#pragma unroll
+      for (int cc = 0; cc < 2; ++cc) {
+        // + 32 B per tile
+        wgmma_m64k16<T, G::kBm>(wacc[cc], frag[t % 2][cc], desc + 2 * t, t > 0 || !fresh);
+      }
+      wgmma_commit();
+      wgmma_wait<1>();
+      if (t == 0) release_pending();
+    }
+    fresh = false;
+  };
+
+  // The end of this block's part of a tile, from the registers, which it only reads: an accumulator written outside
+  // the wgmma (zeroed, or summed into) makes nvcc join two values of it where the loop goes on, and ptxas then waits
+  // for the in-flight products there every stage (C7517). A tile done by one block is written out; otherwise the
+  // part goes to its workspace slot (block + tile: unique, as both only grow along the ranges) as each thread's
+  // accumulators in register order (float4 quad j of chunk cc at (cc kAcc / 4 + j) kWgmmaConsumers + tid: whole
+  // 512-byte runs per warp), and the last block to arrive sums the parts in block order (deterministic: the same
+  // whichever arrives last), four quads at a time, and writes the outputs. Quad i of chunk cc holds output rows
+  // 8 i + 2 (l % 4) + {0, 1} (the transposed product's columns) at columns 16 quarter + l / 4 + {0, 8} of the chunk
+  // (its rows): accumulator 4 i + 2 e + h is row + h, column + 8 e.
+  auto quad = [&](int cc, int i) {
+    return make_float4(wacc[cc][4 * i], wacc[cc][4 * i + 1], wacc[cc][4 * i + 2], wacc[cc][4 * i + 3]);
+  };
+  auto store_quad = [&](const Cursor& at, int cc, int i, const float4& v) {
+    const int row = at.m0 + 2 * (lane % 4) + 8 * i;
+    const int col = at.n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4;
+    write_output<T>(p, row, col, v.x);
+    write_output<T>(p, row + 1, col, v.y);
+    write_output<T>(p, row, col + 8, v.z);
+    write_output<T>(p, row + 1, col + 8, v.w);
+  };
+  auto finish_tile = [&](const Cursor& at) {
+    wgmma_wait<0>();  // the tile's last products
+    release_pending();
+    fresh = true;
+    const std::int64_t t = at.t;
+    const TileParts tile = tile_parts_of(p, t);
+    constexpr int kQuadsPer = kAcc / 4, kQuads = 2 * kQuadsPer, kSlot = kQuads * kWgmmaConsumers;  // per thread
+    if (tile.parts == 1) {
+#pragma unroll
+      for (int cc = 0; cc < 2; ++cc) {
+#pragma unroll
+        for (int i = 0; i < kQuadsPer; ++i) store_quad(at, cc, i, quad(cc, i));
+      }
+      return;
+    }
+    float4* const workspace = reinterpret_cast<float4*>(p.workspace);
+    float4* const slot = workspace + (block + t) * kSlot + tid;
+#pragma unroll
+    for (int cc = 0; cc < 2; ++cc) {
+#pragma unroll
+      for (int i = 0; i < kQuadsPer; ++i) slot[(cc * kQuadsPer + i) * kWgmmaConsumers] = quad(cc, i);
+    }
+    if (!last_to_arrive(p, t, tile.parts, sync_consumers)) return;
+    const float4* const tile_parts = workspace + (tile.first + t) * kSlot + tid;
+    constexpr int kBatch = 4;
+    static_assert(kQuadsPer % kBatch == 0, "whole batches of quads per chunk");
+#pragma unroll
+    for (int q0 = 0; q0 < kQuads; q0 += kBatch) {
+      float4 sum[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) sum[b] = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 1
+      for (std::int64_t part = 0; part < tile.parts; ++part) {
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) add_to(sum[b], __ldcg(tile_parts + part * kSlot + (q0 + b) * kWgmmaConsumers));
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) store_quad(at, (q0 + b) / kQuadsPer, (q0 + b) % kQuadsPer, sum[b]);
+    }
+  };
+
+  Cursor computing = cursor_at(u_begin, p, G::kBm, G::kBn);
+  int buf = 0;
+  unsigned phase = 0;
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (!Grouped && (i == 0 || computing.stage == 0)) load_channel_words(computing.n0);  // a new tile
+    mbarrier_wait(&full[buf], phase);
+    compute_stage(computing, buf);
+    pending = buf;
+    if (i + 1 == count || computing.stage + 1 == p.stages) finish_tile(computing);
+    advance(computing, p, G::kBm, G::kBn);
+    if (++buf == STAGES) {
+      buf = 0;
+      phase ^= 1u;
+    }
+  }
+  wgmma_wait<0>();
+}
+
+// Its own name, so that the SASS check can ask for HGMMA in it; a trap on every target but sm_90a.
+template <typename T, int MT, int STAGES, bool Grouped>
+__global__ void __launch_bounds__(kWgmmaThreads, 1) marlin_gemm_wgmma_kernel(const __grid_constant__ WgmmaParams wp) {
+#if QH_WGMMA
+  using G = WgmmaTile<MT, STAGES>;
+  extern __shared__ uint4 dynamic_smem[];
+  uint4* const smem = dynamic_smem + (1024 - smem_address(dynamic_smem) % 1024) % 1024 / 16;
+  __shared__ std::uint64_t full[STAGES], empty[STAGES];  // per stage buffer: its data landed; its data consumed
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      mbarrier_init(&full[s], 1);  // the producer's arrival (with the copies' bytes)
+      mbarrier_init(&empty[s], kWgmmaConsumers);
+    }
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+  const std::int64_t blocks = gridDim.x, block = blockIdx.x;
+  const std::int64_t u_begin = range_start(block, wp.p.units, blocks);
+  const std::int64_t count = range_start(block + 1, wp.p.units, blocks) - u_begin;
+  if (threadIdx.x >= kWgmmaConsumers) {
+    setmaxnreg_dec<kProducerRegisters>();
+    if (threadIdx.x == kWgmmaConsumers) produce_stages<MT, STAGES, Grouped>(wp, smem, full, empty, u_begin, count);
+    return;
+  }
+  setmaxnreg_inc<kConsumerRegisters>();
+  consume_stages<T, MT, STAGES, Grouped>(wp.p, smem, full, empty, u_begin, count);
+#else
+  __trap();
+#endif
+}
+
+}  // namespace qh::kernels::marlin
