@@ -222,7 +222,9 @@ MarlinSpec expect_padded_conversion(const PaddingCase& c) {
   const at::Tensor s = unpermute_scales(marlin->tensor("s"), spec.group_size != -1, "layer");
   EXPECT_TRUE(s.narrow(1, c.n, np - c.n).eq(0).all().item<bool>()) << "padded scale columns";
   EXPECT_EQ(marlin->slot("perm") != nullptr, c.act_order);
-  if (c.act_order) EXPECT_EQ(marlin->tensor("perm").numel(), c.k);
+  if (c.act_order) {
+    EXPECT_EQ(marlin->tensor("perm").numel(), c.k);
+  }
   if (c.bias) {
     EXPECT_TRUE(marlin->tensor("bias").equal(source->tensor("bias")));  // (N,), plain order, dtype kept
   } else {
