@@ -347,14 +347,14 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
   const std::int64_t shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {8192, 8192}, {8192, 28672},
                                     {28672, 8192}, {320, 2736}};
   for (const auto& [k, n] : shapes) {
-    for (std::int64_t m : {1, 16, 32, 64, 256, 1024}) {
+    for (std::int64_t m : {1, 16, 32, 64, 128, 129, 256, 1024}) {
       SCOPED_TRACE("M " + std::to_string(m) + " K " + std::to_string(k) + " N " + std::to_string(n));
       for (int arch : {80, 90}) {
         SCOPED_TRACE("CC " + std::to_string(arch));
         const kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, n, k, kernels::DType::F16, kSms, arch);
         const std::int64_t tiles = kernels::marlin_gemm_tiles(plan.config, m, n);
         const std::int64_t units = tiles * kernels::marlin_gemm_stages(plan.config, k);
-        EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 ? 2 : m <= 64 ? 3 : 4);
+        EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 ? 2 : m <= 64 ? 3 : m <= 128 ? 4 : 5);
         EXPECT_TRUE(kernels::marlin_gemm_config_runs_on(plan.config, arch));
         EXPECT_GE(plan.blocks, 1);
         EXPECT_LE(plan.blocks,

@@ -126,13 +126,13 @@ namespace qh::kernels {
 //
 // A configuration is one compiled block tile: (16 m_tiles) x (64 n_chunks) outputs, bk inputs per pipeline stage;
 // the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory (the wgmma ones:
-// two consumer warpgroups own two 64-column chunks each over all of k, the tile's rows being the N of the transposed
-// product C^T = W^T A^T, and end a tile from their registers; a producer warpgroup fills the stages by TMA and bulk
-// copies, handshaking per stage through mbarriers instead of block-wide barriers). The grid is persistent and
-// stream-K: the tiles x stages units of work are cut into `blocks` equal ranges, one per block, so each block moves
-// the same bytes whatever the shape (no partial last wave, no second kernel). A tile shared by several blocks is
-// summed by the last of them to arrive, in block order (deterministic), through float32 parts in the workspace and
-// a per-tile counter.
+// two consumer warpgroups own one or two 64-column chunks each over all of k, the tile's rows being the N of the
+// transposed product C^T = W^T A^T, and end a tile from their registers; a producer warpgroup fills the stages by
+// TMA and bulk copies, handshaking per stage through mbarriers instead of block-wide barriers). The grid is
+// persistent and stream-K: the tiles x stages units of work are cut into `blocks` equal ranges, one per block, so
+// each block moves the same bytes whatever the shape (no partial last wave, no second kernel). A tile shared by
+// several blocks is summed by the last of them to arrive, in block order (deterministic), through float32 parts in
+// the workspace and a per-tile counter.
 struct MarlinGemmConfig {
   int m_tiles = 1;
   int n_chunks = 2;
@@ -151,10 +151,11 @@ struct MarlinGemmPlan {
   int blocks = 1;  // grid size: 1 .. marlin_gemm_max_blocks
 };
 // The plan for a shape on a GPU with `sm_count` multiprocessors of compute capability `arch`: the smallest block
-// tile that holds m rows (<= 16, <= 32, more; on CC 9.0 the wgmma ones: <= 64, more); then, when at least two
-// blocks per tile are resident at once (at most 2 per SM), every tile cut into the same number of parts (ranges on
-// tile boundaries), else stream-K over the resident blocks; never more blocks than the shape allows or than leave
-// each block the configuration's min_units.
+// tile that holds m rows (<= 16, <= 32, more; on CC 9.0 the wgmma ones: <= 64, <= 128, more, the last 256 x 128
+// instead of 128 x 256: half the dequantization per product); then, when at least two blocks per tile are resident
+// at once (at most 2 per SM), every tile cut into the same number of parts (ranges on tile boundaries), else
+// stream-K over the resident blocks; never more blocks than the shape allows or than leave each block the
+// configuration's min_units.
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
                                 int arch);
 // Pipeline stages over k of configuration `config` (the units of one tile).

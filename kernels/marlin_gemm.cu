@@ -66,6 +66,13 @@ constexpr int kWarps = kThreads / 32;
 #ifndef QH_WGMMA_MIN_M
 #define QH_WGMMA_MIN_M 33
 #endif
+// The smallest m given the 256 x 128 tile (one chunk per warpgroup, wgmma N = 256: half the dequantization per
+// product of the 128 x 256 one, twice the reads of A). H200, 2026-12-02: against 128 x 256 at M = 256 / 1024 it took
+// 3-15 % off every shape (8192 x 28672 M = 1024 894 -> 761 us); M = 128 was not timed (the benchmarks' M are 1, 16,
+// 64, 256, 1024), so the threshold is the midpoint.
+#ifndef QH_WGMMA_TALL_MIN_M
+#define QH_WGMMA_TALL_MIN_M 129
+#endif
 
 // Each row is one compiled kernel per dtype (launch_typed lists the indices).
 constexpr MarlinGemmConfig kConfigs[] = {
@@ -73,7 +80,8 @@ constexpr MarlinGemmConfig kConfigs[] = {
     {2, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 32
     {4, 4, QH_BIG_BK, QH_BIG_STAGES, QH_BIG_MIN_UNITS},  // larger m: 64 x 256 tiles, 2 warps split K per chunk
     {4, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 64 on CC 9.0: the same tiles on wgmma
-    {8, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // larger m on CC 9.0: 128 x 256 tiles on wgmma
+    {8, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 128 on CC 9.0: 128 x 256 tiles on wgmma
+    {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // larger m on CC 9.0: 256 x 128 tiles on wgmma
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
@@ -370,8 +378,8 @@ template <typename T, int Config, bool Grouped>
 auto* kernel_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
   if constexpr (c.arch == 90) {
-    static_assert(c.n_chunks == 4 && c.bk == 64, "the wgmma tile: 256 columns, 64 inputs per stage");
-    return marlin::marlin_gemm_wgmma_kernel<T, c.m_tiles, c.stages, Grouped>;
+    static_assert(c.bk == 64, "the wgmma tiles: 64 inputs per stage");
+    return marlin::marlin_gemm_wgmma_kernel<T, c.m_tiles, c.n_chunks, c.stages, Grouped>;
   } else {
     return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
   }
@@ -386,7 +394,7 @@ template <typename T, int Config>
 int smem_bytes_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
   if constexpr (c.arch == 90) {
-    return marlin::WgmmaTile<c.m_tiles, c.stages>::kSmemBytes;
+    return marlin::WgmmaTile<c.m_tiles, c.n_chunks, c.stages>::kSmemBytes;
   } else {
     return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>::kSmemBytes;
   }
@@ -445,6 +453,7 @@ cudaError_t dispatch(int config, F&& f) {
     case 2: return with_kernel<T, 2, Grouped>(f);
     case 3: return with_kernel<T, 3, Grouped>(f);
     case 4: return with_kernel<T, 4, Grouped>(f);
+    case 5: return with_kernel<T, 5, Grouped>(f);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -532,7 +541,13 @@ std::int64_t marlin_gemm_workspace_floats(int config, int blocks, std::int64_t m
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
                                 int arch) {
   MarlinGemmPlan plan;
-  plan.config = m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 || m < QH_WGMMA_MIN_M ? 2 : m <= 64 ? 3 : 4;
+  if (m <= 32) {
+    plan.config = m <= 16 ? 0 : 1;
+  } else if (arch != 90 || m < QH_WGMMA_MIN_M) {
+    plan.config = 2;
+  } else {
+    plan.config = m <= 64 ? 3 : m < QH_WGMMA_TALL_MIN_M ? 4 : 5;
+  }
   // As many blocks as fit on the GPU at once (at most kBlocksPerSm per SM), so the one wave is the whole grid.
   int per_sm = 1;
   // The grouped kernel's occupancy: the per-channel one has the same shared memory and no more registers.

@@ -1,9 +1,9 @@
-// The Hopper path of the Marlin GEMM (sm_90a; included by marlin_gemm.cu only): 64 or 128 x 256 output tiles on
-// warpgroup MMA, fed by a producer warpgroup through the Tensor Memory Accelerator and bulk copies into
-// mbarrier-guarded stages, so the two consumer warpgroups never meet at a block-wide barrier and drift apart freely
-// (the warp-specialized pipeline of CUTLASS's sm90 kernels, a design fact used here, not its code). Facts used from
-// the PTX ISA: the wgmma forms, the shared-memory matrix descriptor, the 128-byte swizzle, the mbarrier, setmaxnreg
-// and cp.async.bulk instructions.
+// The Hopper path of the Marlin GEMM (sm_90a; included by marlin_gemm.cu only): 64 x 256, 128 x 256 and 256 x 128
+// output tiles on warpgroup MMA, fed by a producer warpgroup through the Tensor Memory Accelerator and bulk copies
+// into mbarrier-guarded stages, so the two consumer warpgroups never meet at a block-wide barrier and drift apart
+// freely (the warp-specialized pipeline of CUTLASS's sm90 kernels, a design fact used here, not its code). Facts used
+// from the PTX ISA: the wgmma forms, the shared-memory matrix descriptor, the 128-byte swizzle, the mbarrier,
+// setmaxnreg and cp.async.bulk instructions.
 #pragma once
 
 #include <cuda.h>  // CUtensorMap (a type only: the host encodes it through the runtime's driver entry point)
@@ -53,6 +53,12 @@ __device__ __forceinline__ void wgmma_wait() {
 // m16n8k16 A layout) x b (16 x N, K-major in shared memory through `desc`). d[r] of a thread (lane l) is row
 // 16 w + l / 4 + 8 ((r / 2) % 2), column 2 (l % 4) + r % 2 + 8 (r / 4). accumulate == 0: d = a x b (d's old
 // contents unread: no instruction has to zero the accumulators, so none writes them but the wgmma).
+// The accumulator operands d[i] .. d[i + 31], then a, the descriptor and the accumulate flag.
+#define QH_D8(i) \
+  "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]), "+f"(d[(i) + 5]), \
+      "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
+#define QH_D32(i) QH_D8(i), QH_D8((i) + 8), QH_D8((i) + 16), QH_D8((i) + 24)
+#define QH_WGMMA_A_OPERANDS "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate)
 #define QH_WGMMA_M64N64K16(TYPE) \
   asm volatile( \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
@@ -62,11 +68,8 @@ __device__ __forceinline__ void wgmma_wait() {
       "%16, %17, %18, %19, %20, %21, %22, %23, " \
       "%24, %25, %26, %27, %28, %29, %30, %31}, " \
       "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n" \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate))
+      : QH_D32(0) \
+      : QH_WGMMA_A_OPERANDS)
 #define QH_WGMMA_M64N128K16(TYPE) \
   asm volatile( \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
@@ -80,30 +83,50 @@ __device__ __forceinline__ void wgmma_wait() {
       "%48, %49, %50, %51, %52, %53, %54, %55, " \
       "%56, %57, %58, %59, %60, %61, %62, %63}, " \
       "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n" \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate))
+      : QH_D32(0), QH_D32(32) \
+      : QH_WGMMA_A_OPERANDS)
+#define QH_WGMMA_M64N256K16(TYPE) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " " \
+      "{%0, %1, %2, %3, %4, %5, %6, %7, " \
+      "%8, %9, %10, %11, %12, %13, %14, %15, " \
+      "%16, %17, %18, %19, %20, %21, %22, %23, " \
+      "%24, %25, %26, %27, %28, %29, %30, %31, " \
+      "%32, %33, %34, %35, %36, %37, %38, %39, " \
+      "%40, %41, %42, %43, %44, %45, %46, %47, " \
+      "%48, %49, %50, %51, %52, %53, %54, %55, " \
+      "%56, %57, %58, %59, %60, %61, %62, %63, " \
+      "%64, %65, %66, %67, %68, %69, %70, %71, " \
+      "%72, %73, %74, %75, %76, %77, %78, %79, " \
+      "%80, %81, %82, %83, %84, %85, %86, %87, " \
+      "%88, %89, %90, %91, %92, %93, %94, %95, " \
+      "%96, %97, %98, %99, %100, %101, %102, %103, " \
+      "%104, %105, %106, %107, %108, %109, %110, %111, " \
+      "%112, %113, %114, %115, %116, %117, %118, %119, " \
+      "%120, %121, %122, %123, %124, %125, %126, %127}, " \
+      "{%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n" \
+      : QH_D32(0), QH_D32(32), QH_D32(64), QH_D32(96) \
+      : QH_WGMMA_A_OPERANDS)
 
 template <typename T, int N>
 __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint32_t (&a)[4], std::uint64_t desc,
                                              int accumulate) {
-  static_assert(N == 64 || N == 128, "the two widths the wgmma tiles use");
+  static_assert(N == 64 || N == 128 || N == 256, "the widths the wgmma tiles use");
 #if QH_WGMMA
   constexpr bool kHalf = std::is_same_v<T, __half>;
   if constexpr (N == 64 && kHalf) {
     QH_WGMMA_M64N64K16("f16");
   } else if constexpr (N == 64) {
     QH_WGMMA_M64N64K16("bf16");
-  } else if constexpr (kHalf) {
+  } else if constexpr (N == 128 && kHalf) {
     QH_WGMMA_M64N128K16("f16");
-  } else {
+  } else if constexpr (N == 128) {
     QH_WGMMA_M64N128K16("bf16");
+  } else if constexpr (kHalf) {
+    QH_WGMMA_M64N256K16("f16");
+  } else {
+    QH_WGMMA_M64N256K16("bf16");
   }
 #else
   __trap();
@@ -111,6 +134,10 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint3
 }
 #undef QH_WGMMA_M64N64K16
 #undef QH_WGMMA_M64N128K16
+#undef QH_WGMMA_M64N256K16
+#undef QH_WGMMA_A_OPERANDS
+#undef QH_D32
+#undef QH_D8
 
 __device__ __forceinline__ unsigned smem_address(const void* p) { return unsigned(__cvta_generic_to_shared(p)); }
 
@@ -197,21 +224,22 @@ __device__ __forceinline__ void setmaxnreg_inc() {
 #endif
 }
 
-// A stage: the tile's A rows (kBm x 64 inputs, 128-byte swizzled: the TMA box), then the B pieces of its four
-// 16-row tiles (kNc chunks each, in the global order), then up to two rows of grouped scales (group size 32).
-template <int MT, int STAGES>
+// A tile of kBm rows x NC 64-column chunks; each consumer warpgroup owns kCpw = NC / 2 chunks. A stage: the tile's
+// A rows (kBm x 64 inputs, 128-byte swizzled: the TMA box), then the B pieces of its four 16-row tiles (kNc chunks
+// each, in the global order), then up to two rows of grouped scales (group size 32), padded to 1024 bytes.
+template <int MT, int NC, int STAGES>
 struct WgmmaTile {
-  static constexpr int kBm = 16 * MT, kNc = 4, kBn = 64 * kNc, kBk = 64;
+  static constexpr int kBm = 16 * MT, kNc = NC, kCpw = NC / 2, kBn = 64 * kNc, kBk = 64;
   static constexpr int kKt = kBk / 16;
   static constexpr int kA = kBm * kBk / 8;  // 16-byte pieces
   static constexpr int kB = kKt * kNc * 32;
   static constexpr int kS = (kBk / 32) * kNc * 8;
-  static constexpr int kStage = kA + kB + kS;
+  static constexpr int kStage = (kA + kB + kS + 63) / 64 * 64;
   // The swizzled operand atoms (and the TMA box) need 1024-byte alignment: the kernel rounds its base up, within
   // this padding.
   static constexpr int kSmemBytes = 1024 + STAGES * kStage * 16;
-  static_assert((kBm == 64 || kBm == 128) && kStage * 16 % 1024 == 0,
-                "64 or 128 x 256 tiles (the wgmma's N), stages on 1024-byte boundaries");
+  static_assert((kBm == 64 || kBm == 128 || kBm == 256) && (NC == 2 || NC == 4),
+                "64, 128 or 256 rows (the wgmma's N, at most 256), one or two chunks per consumer warpgroup");
 };
 
 struct WgmmaParams {
@@ -223,10 +251,10 @@ struct WgmmaParams {
 // bytes, and issue its copies: A by one TMA box (rows past m and inputs past k read as zero), B by one bulk copy per
 // 16-row tile that holds inputs (the tile's chunks are contiguous), grouped scales by one per scale row. Chunks past
 // n_pad and tiles past k are not copied: the consumers do not read them.
-template <int MT, int STAGES, bool Grouped>
+template <int MT, int NC, int STAGES, bool Grouped>
 __device__ __forceinline__ void produce_stages(const WgmmaParams& wp, uint4* smem, std::uint64_t* full,
                                                std::uint64_t* empty, std::int64_t u_begin, std::int64_t count) {
-  using G = WgmmaTile<MT, STAGES>;
+  using G = WgmmaTile<MT, NC, STAGES>;
   const Params& p = wp.p;
   const std::int64_t b_row = p.n_pad / 2, scale_row = p.n_pad / 8;  // 16-byte pieces per B row, per scale row
   const int scale_rows = Grouped ? (G::kBk > p.group_size ? G::kBk >> p.group_shift : 1) : 0;
@@ -261,31 +289,33 @@ __device__ __forceinline__ void sync_consumers() {
   asm volatile("bar.sync 1, %0;\n" ::"n"(kWgmmaConsumers) : "memory");
 }
 
-// The consumers. The product is transposed, C^T = W^T A^T: warpgroup `group` owns 64-column chunks 2 group and
-// 2 group + 1 over all of the block's range; warp `quarter` of it holds (the wgmma layout) columns 16 quarter .. + 15
-// of each chunk: its lane's word `quarter` of the chunk's 16x64 B piece, which holds exactly the mma.sync B fragments
-// of those columns, i.e. the A fragment of the transposed product. The tile's kBm rows are the N of one wgmma:
-// kBm / 2 accumulators per chunk and thread. A is read by the tensor cores from the stage (the descriptor).
-template <typename T, int MT, int STAGES, bool Grouped>
+// The consumers. The product is transposed, C^T = W^T A^T: warpgroup `group` owns 64-column chunks kCpw group ..
+// kCpw group + kCpw - 1 over all of the block's range; warp `quarter` of it holds (the wgmma layout) columns
+// 16 quarter .. + 15 of each chunk: its lane's word `quarter` of the chunk's 16x64 B piece, which holds exactly the
+// mma.sync B fragments of those columns, i.e. the A fragment of the transposed product. The tile's kBm rows are the
+// N of one wgmma: kBm / 2 accumulators per chunk and thread. A is read by the tensor cores from the stage (the
+// descriptor).
+template <typename T, int MT, int NC, int STAGES, bool Grouped>
 __device__ __forceinline__ void consume_stages(const Params& p, const uint4* smem, std::uint64_t* full,
                                                std::uint64_t* empty, std::int64_t u_begin, std::int64_t count) {
-  using G = WgmmaTile<MT, STAGES>;
+  using G = WgmmaTile<MT, NC, STAGES>;
   using Pair = typename Elem<T>::Pair;
   constexpr int kAcc = G::kBm / 2;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, group = warp / 4, quarter = warp % 4;
   const std::int64_t block = blockIdx.x;
-  float wacc[2][kAcc] = {};
+  constexpr int kCpw = G::kCpw;
+  float wacc[kCpw][kAcc] = {};
   // Per-channel scales, per tile: the pair of this thread's columns 16 quarter + lane / 4 + {0, 8} of each chunk
   // (the order the grouped layout gives a word), read from the permuted row (FORMATS.md 3.1).
-  std::uint32_t channel_words[2] = {};
+  std::uint32_t channel_words[kCpw] = {};
   auto load_channel_words = [&](int n0) {
     const T* const src = static_cast<const T*>(static_cast<const void*>(p.s));
 #pragma unroll
-    for (int cc = 0; cc < 2; ++cc) {
+    for (int cc = 0; cc < kCpw; ++cc) {
       T pair[2];
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const int col = n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4 + 8 * e;
+        const int col = n0 + 64 * (kCpw * group + cc) + 16 * quarter + lane / 4 + 8 * e;
         pair[e] = col < p.n_pad ? src[col - col % 32 + single_scale_position(col % 32)] : Elem<T>::from_float(0.f);
       }
       channel_words[cc] = bits_as<std::uint32_t>(pair);
@@ -303,7 +333,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   // products: a wgmma wait is a compiler barrier, so a read after it put shared-memory latency on every tile's path.
   // Chunks past n_pad and tiles past k read stale (in-bounds) words, which dequant_tile replaces by zeros.
   struct StageWords {
-    std::uint32_t word[G::kKt][2], scale[G::kKt][2];
+    std::uint32_t word[G::kKt][kCpw], scale[G::kKt][kCpw];
   };
   auto read_stage = [&](const uint4* stage_base, StageWords& w) {
     const std::uint32_t* const sb = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA);
@@ -311,8 +341,8 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
 #pragma unroll
     for (int t = 0; t < G::kKt; ++t) {
 #pragma unroll
-      for (int cc = 0; cc < 2; ++cc) {
-        const int chunk = 2 * group + cc;
+      for (int cc = 0; cc < kCpw; ++cc) {
+        const int chunk = kCpw * group + cc;
         w.word[t][cc] = sb[((t * G::kNc + chunk) * 32 + lane) * 4 + quarter];
         const int srow = !Grouped || G::kBk <= p.group_size ? 0 : (16 * t) >> p.group_shift;
         w.scale[t][cc] = Grouped ? ss[(srow * G::kNc * 8 + chunk * 8 + lane / 4) * 4 + quarter] : channel_words[cc];
@@ -322,11 +352,11 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   // The A fragments of 16-row tile t of a stage, chunk cc: (q - 8) s of the thread's word, rows l / 4 (the first
   // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ... Zero past k and past n_pad: every
   // wgmma is issued (one under a branch the compiler cannot prove uniform over the warpgroup is serialized, C7520).
-  auto dequant_tile = [&](const Cursor& at, const StageWords& w, int t, std::uint32_t (&frag)[2][4]) {
+  auto dequant_tile = [&](const Cursor& at, const StageWords& w, int t, std::uint32_t (&frag)[kCpw][4]) {
     const bool tile_ok = at.stage * G::kKt + t < p.k_tiles;
 #pragma unroll
-    for (int cc = 0; cc < 2; ++cc) {
-      if (!tile_ok || at.n0 + 64 * (2 * group + cc) >= p.n_pad) {
+    for (int cc = 0; cc < kCpw; ++cc) {
+      if (!tile_ok || at.n0 + 64 * (kCpw * group + cc) >= p.n_pad) {
         frag[cc][0] = frag[cc][1] = frag[cc][2] = frag[cc][3] = 0u;
         continue;
       }
@@ -349,7 +379,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     const std::uint64_t desc = kmajor_sw128_desc(sa);
     StageWords words;
     read_stage(sa, words);
-    std::uint32_t frag[2][2][2][4];
+    std::uint32_t frag[2][2][kCpw][4];
 #pragma unroll
     for (int h = 0; h < G::kKt / 2; ++h) {
       dequant_tile(at, words, 2 * h, frag[h % 2][0]);
@@ -358,7 +388,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
 #pragma unroll
-        for (int cc = 0; cc < 2; ++cc) {
+        for (int cc = 0; cc < kCpw; ++cc) {
           const int t = 2 * h + j;
           wgmma_m64k16<T, G::kBm>(wacc[cc], frag[h % 2][j][cc], desc + 2 * t, t > 0 || !fresh);
         }
@@ -384,7 +414,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   };
   auto store_quad = [&](const Cursor& at, int cc, int i, const float4& v) {
     const int row = at.m0 + 2 * (lane % 4) + 8 * i;
-    const int col = at.n0 + 64 * (2 * group + cc) + 16 * quarter + lane / 4;
+    const int col = at.n0 + 64 * (kCpw * group + cc) + 16 * quarter + lane / 4;
     write_output<T>(p, row, col, v.x);
     write_output<T>(p, row + 1, col, v.y);
     write_output<T>(p, row, col + 8, v.z);
@@ -396,10 +426,10 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     fresh = true;
     const std::int64_t t = at.t;
     const TileParts tile = tile_parts_of(p, t);
-    constexpr int kQuadsPer = kAcc / 4, kQuads = 2 * kQuadsPer, kSlot = kQuads * kWgmmaConsumers;  // per thread
+    constexpr int kQuadsPer = kAcc / 4, kQuads = kCpw * kQuadsPer, kSlot = kQuads * kWgmmaConsumers;  // per thread
     if (tile.parts == 1) {
 #pragma unroll
-      for (int cc = 0; cc < 2; ++cc) {
+      for (int cc = 0; cc < kCpw; ++cc) {
 #pragma unroll
         for (int i = 0; i < kQuadsPer; ++i) store_quad(at, cc, i, quad(cc, i));
       }
@@ -408,7 +438,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     float4* const workspace = reinterpret_cast<float4*>(p.workspace);
     float4* const slot = workspace + (block + t) * kSlot + tid;
 #pragma unroll
-    for (int cc = 0; cc < 2; ++cc) {
+    for (int cc = 0; cc < kCpw; ++cc) {
 #pragma unroll
       for (int i = 0; i < kQuadsPer; ++i) slot[(cc * kQuadsPer + i) * kWgmmaConsumers] = quad(cc, i);
     }
@@ -450,10 +480,10 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
 }
 
 // Its own name, so that the SASS check can ask for HGMMA in it; a trap on every target but sm_90a.
-template <typename T, int MT, int STAGES, bool Grouped>
+template <typename T, int MT, int NC, int STAGES, bool Grouped>
 __global__ void __launch_bounds__(kWgmmaThreads, 1) marlin_gemm_wgmma_kernel(const __grid_constant__ WgmmaParams wp) {
 #if QH_WGMMA
-  using G = WgmmaTile<MT, STAGES>;
+  using G = WgmmaTile<MT, NC, STAGES>;
   extern __shared__ uint4 dynamic_smem[];
   uint4* const smem = dynamic_smem + (1024 - smem_address(dynamic_smem) % 1024) % 1024 / 16;
   __shared__ std::uint64_t full[STAGES], empty[STAGES];  // per stage buffer: its data landed; its data consumed
@@ -470,11 +500,11 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) marlin_gemm_wgmma_kernel(con
   const std::int64_t count = range_start(block + 1, wp.p.units, blocks) - u_begin;
   if (threadIdx.x >= kWgmmaConsumers) {
     setmaxnreg_dec<kProducerRegisters>();
-    if (threadIdx.x == kWgmmaConsumers) produce_stages<MT, STAGES, Grouped>(wp, smem, full, empty, u_begin, count);
+    if (threadIdx.x == kWgmmaConsumers) produce_stages<MT, NC, STAGES, Grouped>(wp, smem, full, empty, u_begin, count);
     return;
   }
   setmaxnreg_inc<kConsumerRegisters>();
-  consume_stages<T, MT, STAGES, Grouped>(wp.p, smem, full, empty, u_begin, count);
+  consume_stages<T, MT, NC, STAGES, Grouped>(wp.p, smem, full, empty, u_begin, count);
 #else
   __trap();
 #endif
