@@ -211,11 +211,9 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
   // Per-channel: the tile's one scale row, rearranged into the grouped order the loop reads.
   auto load_channel_scales = [&](int n0) {
     T* const dst = reinterpret_cast<T*>(channel);
-    const T* const src = static_cast<const T*>(static_cast<const void*>(p.s));
     for (int i = tid; i < G::kBn; i += kThreads) {
       const int c = i / 64, q = i % 64;
-      const int col = n0 + 64 * c + q / 8 + 8 * (q % 8);  // grouped order: entry 8i + j is column i + 8j
-      dst[i] = col < p.n_pad ? src[col - col % 32 + single_scale_position(col % 32)] : Elem<T>::from_float(0.f);
+      dst[i] = channel_scale<T>(p, n0 + 64 * c + q / 8 + 8 * (q % 8));  // grouped order: entry 8i + j is column i + 8j
     }
   };
 

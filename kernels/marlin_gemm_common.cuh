@@ -176,6 +176,12 @@ __device__ __forceinline__ void advance(Cursor& c, const Params& p, int bm, int 
   }
 }
 
+// Column col's scale in the per-channel layout (one permuted row), zero past n_pad.
+template <typename T>
+__device__ __forceinline__ T channel_scale(const Params& p, int col) {
+  const T* const row = static_cast<const T*>(static_cast<const void*>(p.s));
+  return col < p.n_pad ? row[col - col % 32 + single_scale_position(col % 32)] : Elem<T>::from_float(0.f);
+}
 
 // Output (gm, gn) = v + bias, rounded once; nothing past m or n.
 template <typename T>

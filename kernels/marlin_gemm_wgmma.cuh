@@ -307,14 +307,12 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   // (the order the grouped layout gives a word), read from the permuted row (FORMATS.md 3.1).
   std::uint32_t channel_words[kCpw] = {};
   auto load_channel_words = [&](int n0) {
-    const T* const src = static_cast<const T*>(static_cast<const void*>(p.s));
 #pragma unroll
     for (int cc = 0; cc < kCpw; ++cc) {
       T pair[2];
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const int col = n0 + 64 * (kCpw * group + cc) + 16 * quarter + lane / 4 + 8 * e;
-        pair[e] = col < p.n_pad ? src[col - col % 32 + single_scale_position(col % 32)] : Elem<T>::from_float(0.f);
+        pair[e] = channel_scale<T>(p, n0 + 64 * (kCpw * group + cc) + 16 * quarter + lane / 4 + 8 * e);
       }
       channel_words[cc] = bits_as<std::uint32_t>(pair);
     }
