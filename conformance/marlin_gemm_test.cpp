@@ -339,9 +339,10 @@ TEST(GpuMarlinGemm, ConvertedCheckpointForwardUsesTheGemm) {
 
 #ifdef QH_WITH_CUDA
 // The plan's grid, on the Llama shapes at M = 1 .. 1024 and on an H100/H200-sized GPU (132 SMs; without a
-// GPU the occupancy query falls back to one block per SM): within the kernel's limits (1 .. max_blocks, at most 2
-// blocks per SM), at least min_units units per block where the shape has them, and when it gives a tile several
-// blocks it gives every tile the same number (ranges on tile boundaries: the rule the H200 timings chose).
+// GPU the occupancy query falls back to one block per SM): the configuration the H200 timings chose for each m and
+// shape, within the kernel's limits (1 .. max_blocks, at most 2 blocks per SM), at least min_units units per block
+// where the shape has them, and when it gives a tile several blocks it gives every tile the same number (ranges on
+// tile boundaries: the rule the H200 timings chose).
 TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
   constexpr int kSms = 132;
   const std::int64_t shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {8192, 8192}, {8192, 28672},
@@ -354,7 +355,10 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
         const kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, n, k, kernels::DType::F16, kSms, arch);
         const std::int64_t tiles = kernels::marlin_gemm_tiles(plan.config, m, n);
         const std::int64_t units = tiles * kernels::marlin_gemm_stages(plan.config, k);
-        EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 ? 2 : m <= 64 ? 3 : m <= 128 ? 4 : 5);
+        // m <= 64 on CC 9.0: 64 x 256 (configuration 3) on the two largest shapes only, where the H200 timed it
+        // faster than 64 x 128 at two blocks per SM (configuration 6).
+        const int m64 = k * n >= std::int64_t(8192) * 28672 ? 3 : 6;
+        EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 ? 2 : m <= 64 ? m64 : m <= 128 ? 4 : 5);
         EXPECT_TRUE(kernels::marlin_gemm_config_runs_on(plan.config, arch));
         EXPECT_GE(plan.blocks, 1);
         EXPECT_LE(plan.blocks,

@@ -66,6 +66,14 @@ constexpr int kWarps = kThreads / 32;
 #ifndef QH_WGMMA_MIN_M
 #define QH_WGMMA_MIN_M 33
 #endif
+// m <= 64 on CC 9.0 takes the 64 x 128 tile at two blocks per SM (16 consumer warps to cover the dequantization
+// chain) where 64 x 256 tiles would give each SM fewer than this many stages of work, and 64 x 256 at one block per
+// SM otherwise (half the L2 reads of A). H200, 2026-12-02, M = 64, 64 x 128 against 64 x 256: 4096 x 4096 (7.8
+// stages per SM) 25.3 -> 20.7 us, 4096 x 11008 / 11008 x 4096 (21) 5-7 % faster, 8192 x 8192 (31) 1 %, but
+// 8192 x 28672 / 28672 x 8192 (109) 5-7 % slower; the threshold sits between 31 and 109.
+#ifndef QH_WGMMA_SHORT_MAX_UNITS_PER_SM
+#define QH_WGMMA_SHORT_MAX_UNITS_PER_SM 64
+#endif
 // The smallest m given the 256 x 128 tile (one chunk per warpgroup, wgmma N = 256: half the dequantization per
 // product of the 128 x 256 one, twice the reads of A). H200, 2026-12-02: against 128 x 256 at M = 256 / 1024 it took
 // 3-15 % off every shape (8192 x 28672 M = 1024 894 -> 761 us); M = 128 was not timed (the benchmarks' M are 1, 16,
@@ -79,9 +87,10 @@ constexpr MarlinGemmConfig kConfigs[] = {
     {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 16: 16 x 128, 256 inputs per stage
     {2, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 32
     {4, 4, QH_BIG_BK, QH_BIG_STAGES, QH_BIG_MIN_UNITS},  // larger m: 64 x 256 tiles, 2 warps split K per chunk
-    {4, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 64 on CC 9.0: the same tiles on wgmma
+    {4, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 64 on CC 9.0, large shapes: 64 x 256 on wgmma
     {8, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 128 on CC 9.0: 128 x 256 tiles on wgmma
     {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // larger m on CC 9.0: 256 x 128 tiles on wgmma
+    {4, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 64 on CC 9.0, small shapes: 64 x 128, 2 per SM
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
@@ -452,6 +461,7 @@ cudaError_t dispatch(int config, F&& f) {
     case 3: return with_kernel<T, 3, Grouped>(f);
     case 4: return with_kernel<T, 4, Grouped>(f);
     case 5: return with_kernel<T, 5, Grouped>(f);
+    case 6: return with_kernel<T, 6, Grouped>(f);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -544,7 +554,9 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
   } else if (arch != 90 || m < QH_WGMMA_MIN_M) {
     plan.config = 2;
   } else {
-    plan.config = m <= 64 ? 3 : m < QH_WGMMA_TALL_MIN_M ? 4 : 5;
+    const bool short_tile =
+        m <= 64 && marlin_gemm_tiles(3, m, n) * marlin_gemm_stages(3, k) < QH_WGMMA_SHORT_MAX_UNITS_PER_SM * sm_count;
+    plan.config = short_tile ? 6 : m <= 64 ? 3 : m < QH_WGMMA_TALL_MIN_M ? 4 : 5;
   }
   // As many blocks as fit on the GPU at once (at most kBlocksPerSm per SM), so the one wave is the whole grid.
   int per_sm = 1;

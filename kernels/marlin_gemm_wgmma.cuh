@@ -201,13 +201,10 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, unsigned b
 #endif
 }
 
-// Two consumer warpgroups (each owns two 64-column chunks of the tile over all of k and ends the tile from its
-// registers) and a producer warpgroup, one thread of which issues the copies. The producer hands its registers to
-// the consumers (setmaxnreg): 128 x 40 + 256 x 232 of the SM's 65,536; 288 threads with one producer warp would cap
-// every thread at 224, too few for the 128-row tile's 128 accumulators (ptxas serialized its wgmmas, C7512).
+// Two consumer warpgroups (each owns one or two 64-column chunks of the tile over all of k and ends the tile from
+// its registers) and a producer warpgroup, one thread of which issues the copies.
 constexpr int kWgmmaConsumers = 256;
 constexpr int kWgmmaThreads = kWgmmaConsumers + 128;
-constexpr int kProducerRegisters = 40, kConsumerRegisters = 232;
 
 template <int N>
 __device__ __forceinline__ void setmaxnreg_dec() {
@@ -236,6 +233,14 @@ struct WgmmaTile {
   // The swizzled operand atoms (and the TMA box) need 1024-byte alignment: the kernel rounds its base up, within
   // this padding.
   static constexpr int kSmemBytes = 1024 + STAGES * kStage * 16;
+  // Blocks per SM: the 64 x 128 tile (32 accumulators per thread) fits two, so 16 consumer warps share an SM.
+  static constexpr int kBlocksPerSm = kBm * kBn <= 64 * 128 ? 2 : 1;
+  // setmaxnreg hands the producer's registers to the consumers. One block: 128 x 40 + 256 x 232 of the SM's 65,536
+  // (288 threads with one producer warp would cap every thread at 224, too few for the 128-row tile's 128
+  // accumulators: ptxas serialized its wgmmas, C7512). Two: each launches at 80 (65,536 / 768, down to a multiple
+  // of 8) and keeps its 384 x 80: 128 x 24 + 256 x 104.
+  static constexpr int kProducerRegisters = kBlocksPerSm == 2 ? 24 : 40;
+  static constexpr int kConsumerRegisters = kBlocksPerSm == 2 ? 104 : 232;
   static_assert((kBm == 64 || kBm == 128 || kBm == 256) && (NC == 2 || NC == 4),
                 "64, 128 or 256 rows (the wgmma's N, at most 256), one or two chunks per consumer warpgroup");
 };
@@ -477,7 +482,8 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
 
 // Its own name, so that the SASS check can ask for HGMMA in it; a trap on every target but sm_90a.
 template <typename T, int MT, int NC, int STAGES, bool Grouped>
-__global__ void __launch_bounds__(kWgmmaThreads, 1) marlin_gemm_wgmma_kernel(const __grid_constant__ WgmmaParams wp) {
+__global__ void __launch_bounds__(kWgmmaThreads, WgmmaTile<MT, NC, STAGES>::kBlocksPerSm)
+    marlin_gemm_wgmma_kernel(const __grid_constant__ WgmmaParams wp) {
 #if QH_WGMMA
   using G = WgmmaTile<MT, NC, STAGES>;
   extern __shared__ uint4 dynamic_smem[];
@@ -495,11 +501,11 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) marlin_gemm_wgmma_kernel(con
   const std::int64_t u_begin = range_start(block, wp.p.units, blocks);
   const std::int64_t count = range_start(block + 1, wp.p.units, blocks) - u_begin;
   if (threadIdx.x >= kWgmmaConsumers) {
-    setmaxnreg_dec<kProducerRegisters>();
+    setmaxnreg_dec<G::kProducerRegisters>();
     if (threadIdx.x == kWgmmaConsumers) produce_stages<MT, NC, STAGES, Grouped>(wp, smem, full, empty, u_begin, count);
     return;
   }
-  setmaxnreg_inc<kConsumerRegisters>();
+  setmaxnreg_inc<G::kConsumerRegisters>();
   consume_stages<T, MT, NC, STAGES, Grouped>(wp.p, smem, full, empty, u_begin, count);
 #else
   __trap();
