@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <mutex>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/kernels.h"
 #include "kernels/marlin_gemm_common.cuh"
@@ -105,7 +106,8 @@ constexpr int kBlocksPerSm = QH_BLOCKS_PER_SM;
 constexpr std::int64_t kMaxBlocksPerTile = 31;
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* global, bool valid) {
-  // src-size 0 reads nothing and fills the 16 bytes with zeros (rows past m, inputs past k).
+  // src-size 0 reads nothing and fills the 16 bytes with zeros (rows past m, inputs past k): `global` may then point
+  // past the tensor, as it is not read (no select of a safe address per piece: 12 instructions a stage).
   const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global), "r"(valid ? 16 : 0));
 }
@@ -118,6 +120,17 @@ __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* s
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
+}
+
+// f(std::integral_constant<int, v>()) for a v in [0, N) known only at run time: one copy of f per value, in which v is
+// a constant.
+template <typename F, int... I>
+__device__ __forceinline__ void with_constant_of(int v, F& f, std::integer_sequence<int, I...>) {
+  ((v == I ? f(std::integral_constant<int, I>()) : void()), ...);
+}
+template <int N, typename F>
+__device__ __forceinline__ void with_constant(int v, F&& f) {
+  with_constant_of(v, f, std::make_integer_sequence<int, N>());
 }
 
 template <int MT, int NC, int BK, int STAGES>
@@ -202,18 +215,18 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       const int r = a_r + j * kARows;
       const bool ok = (a_rows_ok >> j & 1u) && (full || k0 + 8 * a_c < p.k);
       // XOR swizzle: ldmatrix rows hit 8 different banks.
-      cp_async16(sa + r * (BK / 8) + (a_c ^ (r % 8)), ok ? a_src : p.a, ok);
+      cp_async16(sa + r * (BK / 8) + (a_c ^ (r % 8)), a_src, ok);
     }
     const uint4* b_src = b_tile + at.stage * b_stage_step;
 #pragma unroll
     for (int j = 0; j < kBPer; ++j, b_src += b_step) {
       const bool ok = b_ok && (full || at.stage * G::kKt + j * kBRows + b_t < p.k_tiles);
-      cp_async16(sb + tid + j * kThreads, ok ? b_src : p.b, ok);
+      cp_async16(sb + tid + j * kThreads, b_src, ok);
     }
     if (s_ok) {
       const int g = (k0 >> p.group_shift) + s_r;
       const bool ok = g < p.groups;
-      cp_async16(ss + tid, ok ? s_tile + std::int64_t(g) * scale_row : p.s, ok);
+      cp_async16(ss + tid, s_tile + std::int64_t(g) * scale_row, ok);
     }
   };
 
@@ -226,26 +239,32 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
   };
 
+  // Where this thread reads in a stage, fixed for the kernel (the loop adds only the buffer's base): its B piece of
+  // tile t = kg + j kKg, that tile's scale piece (grouped) and its A piece for ldmatrix (row 16 mt + lane % 16 of
+  // the XOR-swizzled rows, piece 2 t + lane / 16), where the loop had recomputed them for every tile.
+  const int b_piece = G::kA + kg * NC * 32 + chunk * 32 + lane;
+  int s_piece[G::kPerWarp], a_piece[G::kPerWarp];
+#pragma unroll
+  for (int j = 0; j < G::kPerWarp; ++j) {
+    const int t = kg + j * G::kKg;
+    const int srow = !Grouped || BK <= p.group_size ? 0 : (16 * t) >> p.group_shift;
+    s_piece[j] = G::kA + G::kB + srow * NC * 8 + chunk * 8 + lane / 4;
+    a_piece[j] = (lane % 16) * (BK / 8) + ((2 * t + lane / 16) ^ (lane % 8));
+  }
+
   float acc[MT][8][4] = {};
   auto compute_stage = [&](const Cursor& at, int buf) {
-    const uint4* const sa = smem + buf * G::kStage;
-    const uint4* const sb = sa + G::kA;
-    const uint4* const ss = sb + G::kB;
-    const int stage = at.stage;
+    const uint4* const stage_base = smem + buf * G::kStage;
     if (at.n0 + 64 * chunk >= p.n_pad) return;
+    const int tiles_left = p.k_tiles - at.stage * G::kKt;  // tiles at or past this are past k
 #pragma unroll
     for (int j = 0; j < G::kPerWarp; ++j) {
-      const int t = kg + j * G::kKg;
-      if (stage * G::kKt + t >= p.k_tiles) break;  // tiles are in increasing order; the rest are past k
-      const uint4 words = sb[t * NC * 32 + chunk * 32 + lane];
-      const int srow = !Grouped || BK <= p.group_size ? 0 : (16 * t) >> p.group_shift;
-      const uint4 scales = Grouped ? ss[srow * NC * 8 + chunk * 8 + lane / 4] : channel[chunk * 8 + lane / 4];
+      if (kg + j * G::kKg >= tiles_left) break;  // tiles are in increasing order
+      const uint4 words = stage_base[b_piece + j * G::kKg * NC * 32];
+      const uint4 scales = Grouped ? stage_base[s_piece[j]] : channel[chunk * 8 + lane / 4];
       std::uint32_t frag_a[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        const int r = 16 * mt + lane % 16, c = 2 * t + lane / 16;
-        ldmatrix_x4(frag_a[mt], sa + r * (BK / 8) + (c ^ (r % 8)));
-      }
+      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(frag_a[mt], stage_base + 16 * mt * (BK / 8) + a_piece[j]);
       const std::uint32_t word[4] = {words.x, words.y, words.z, words.w};
       const std::uint32_t scale_words[4] = {scales.x, scales.y, scales.z, scales.w};
 #pragma unroll
@@ -347,18 +366,24 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     if (i < count) load_next(i);
     cp_async_commit();
   }
-  int buf = 0, load_buf = kAhead;
-  for (std::int64_t i = 0; i < count; ++i) {
+  // One iteration with its buffer a constant (a copy of the body per buffer, chosen by with_constant): every
+  // shared-memory address in it is then a per-thread register plus an immediate. The buffer refilled is the one
+  // computed in the previous iteration.
+  auto iteration = [&](std::int64_t i, auto buffer) {
+    constexpr int buf = decltype(buffer)::value, load_buf = (buf + kAhead) % kStages;
     cp_async_wait<kAhead - 1>();
     __syncthreads();  // stage data visible to all; every warp is done with the buffer refilled next
     if (i + kAhead < count) load_next(load_buf);
     cp_async_commit();
-    load_buf = load_buf + 1 == kStages ? 0 : load_buf + 1;
     if (!Grouped && (i == 0 || computing.stage == 0)) {  // a new tile: its per-channel scales
       load_channel_scales(computing.n0);
       __syncthreads();
     }
     compute_stage(computing, buf);
+  };
+  int buf = 0;
+  for (std::int64_t i = 0; i < count; ++i) {
+    with_constant<kStages>(buf, [&](auto buffer) { iteration(i, buffer); });
     buf = buf + 1 == kStages ? 0 : buf + 1;
     if (i + 1 == count || computing.stage + 1 == p.stages) {
       finish_tile(computing);
