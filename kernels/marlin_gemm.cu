@@ -57,9 +57,11 @@ constexpr int kWarps = kThreads / 32;
 
 // The wgmma configurations (sm_90a): pipeline depth, minimum units per block, and the smallest m that the plan
 // gives them on a CC 9.0 GPU (m > 32 always leaves the small-m kernels; a large value keeps every m on mma.sync).
-// H200, 2026-12-02: 4, 5 and 6 stages within 1 % of each other at M = 64..1024.
+// H200, 2026-12-02: 4, 5 and 6 stages within 1 % of each other at M = 64..1024 with the cp.async pipeline; with the
+// producer warpgroup and the 256 x 128 tile (36 KB stages, whose consumers wait for full stages: the tiles re-read
+// A from L2) 6 took 1-2 % off every M = 64 / 256 / 1024 shape against 5 (one run, 2026-12-02); 7 do not fit.
 #ifndef QH_WGMMA_STAGES
-#define QH_WGMMA_STAGES 5
+#define QH_WGMMA_STAGES 6
 #endif
 #ifndef QH_WGMMA_MIN_UNITS
 #define QH_WGMMA_MIN_UNITS 4
