@@ -152,7 +152,8 @@ struct MarlinGemmPlan {
 };
 // The plan for a shape on a GPU with `sm_count` multiprocessors of compute capability `arch`: the smallest block
 // tile that holds m rows (<= 16, <= 32, more; on CC 9.0 the wgmma ones: <= 64, <= 128, more, the last 256 x 128
-// instead of 128 x 256: half the dequantization per product); then, when at least two blocks per tile are resident
+// instead of 128 x 256: half the dequantization per product; for m <= 64, 64 x 128 at two blocks per SM where
+// 64 x 256 tiles would leave each SM few stages of work, else 64 x 256); then, when at least two blocks per tile are resident
 // at once (at most 2 per SM), every tile cut into the same number of parts (ranges on tile boundaries), else
 // stream-K over the resident blocks; never more blocks than the shape allows or than leave each block the
 // configuration's min_units.
