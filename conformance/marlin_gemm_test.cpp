@@ -180,7 +180,8 @@ TEST(GpuMarlinGemm, ShapesIncludingPaddedOnes) {
 #ifdef QH_WITH_CUDA
 // Every compiled configuration, in both dtypes, per-channel and every group size, with stream-K grids of one block
 // (every tile in turn: per-channel scales reloaded per tile), 3 blocks (parts of tiles summed by the last block)
-// and the plan's: each instantiation runs at least once on the GPU (configurations from the kernel's own table).
+// and the plan's, in clusters for a clustered configuration (one cluster, three): each instantiation runs at least
+// once on the GPU (configurations from the kernel's own table).
 TEST(GpuMarlinGemm, EveryInstantiationRuns) {
   QH_REQUIRE_CUDA();
   const int arch = device_arch();
@@ -193,10 +194,12 @@ TEST(GpuMarlinGemm, EveryInstantiationRuns) {
     }
     for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
       for (int group : {-1, 32, 64, 128}) {
-        for (int blocks : {1, 3, 0}) {
-          // Two row blocks, the second partial; three column blocks, the last partial; several stages.
-          const Case c{32 * tile.m_tiles + 5, 6 * tile.bk + 64, 128 * tile.n_chunks + 64, group, group == 64, true,
-                       dtype};
+        for (int clusters : {1, 3, 0}) {
+          // Three row blocks, the last partial; three column blocks, the last partial (four in a clustered
+          // configuration, whose tiles pair up); several stages.
+          const std::int64_t n = 64 * tile.n_chunks * (tile.cluster > 1 ? 3 : 2) + 64;
+          const Case c{32 * tile.m_tiles + 5, 6 * tile.bk + 64, n, group, group == 64, true, dtype};
+          const int blocks = clusters * tile.cluster;
           SCOPED_TRACE("config " + std::to_string(config) + " blocks " + std::to_string(blocks));
           run_case(c, GemmOptions{.config = config, .blocks = blocks}, std::uint64_t(config * 100 + blocks));
         }
@@ -265,8 +268,18 @@ TEST(GpuMarlinGemm, BadInputIsRefusedBeforeLaunch) {
   expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = 99}); }, "found 99");
 #ifdef QH_WITH_CUDA
   for (int config = 0; config < kernels::marlin_gemm_config_count(); ++config) {
-    if (kernels::marlin_gemm_config_runs_on(config, device_arch())) continue;  // the wgmma one off CC 9.0
-    expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = config}); }, "needs 90");
+    if (!kernels::marlin_gemm_config_runs_on(config, device_arch())) {  // the wgmma ones off CC 9.0
+      expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = config}); }, "needs 90");
+    } else if (kernels::marlin_gemm_config(config).cluster > 1) {
+      // One 128-column tile cannot pair up; with two, a grid of whole clusters only.
+      expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = config}); },
+                                  "out_features = 128");
+      const Case two_tiles{4, 256, 256, 128, false, false, at::kHalf};
+      const Layer paired = make_layer(two_tiles, gpu, 6);
+      const at::Tensor x2 = random_input(two_tiles, gpu);
+      expect_refused<ConfigError>([&] { gemm(x2, paired.weights, "L", GemmOptions{.config = config, .blocks = 3}); },
+                                  "blocks a multiple of 2");
+    }
   }
 #endif
   MarlinWeights short_bias = layer.weights;
@@ -346,7 +359,7 @@ TEST(GpuMarlinGemm, ConvertedCheckpointForwardUsesTheGemm) {
 TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
   constexpr int kSms = 132;
   const std::int64_t shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {8192, 8192}, {8192, 28672},
-                                    {28672, 8192}, {320, 2736}};
+                                    {28672, 8192}, {320, 2736}, {28672, 4160}};
   for (const auto& [k, n] : shapes) {
     for (std::int64_t m : {1, 16, 32, 64, 128, 129, 256, 1024}) {
       SCOPED_TRACE("M " + std::to_string(m) + " K " + std::to_string(k) + " N " + std::to_string(n));
@@ -358,9 +371,14 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
         // m <= 64 on CC 9.0: 64 x 256 (configuration 3) on the two largest shapes only, where the H200 timed it
         // faster than 64 x 128 at two blocks per SM (configuration 6).
         const int m64 = k * n >= std::int64_t(8192) * 28672 ? 3 : 6;
-        EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 ? 2 : m <= 64 ? m64 : m <= 128 ? 4 : 5);
+        // Larger m: the 256 x 128 tile, in CTA pairs (configuration 7) where there are at least 64 such tiles (the
+        // H200 timed pairs slower on 32) and the 128-column tiles pair up, else alone (5).
+        const std::int64_t column_tiles = (n + 127) / 128;
+        const int tall = (m + 255) / 256 * column_tiles >= 64 && column_tiles % 2 == 0 ? 7 : 5;
+        EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 ? 2 : m <= 64 ? m64 : m <= 128 ? 4 : tall);
         EXPECT_TRUE(kernels::marlin_gemm_config_runs_on(plan.config, arch));
         EXPECT_GE(plan.blocks, 1);
+        EXPECT_EQ(plan.blocks % kernels::marlin_gemm_config(plan.config).cluster, 0);
         EXPECT_LE(plan.blocks,
                   std::min<std::int64_t>(2 * kSms, kernels::marlin_gemm_max_blocks(plan.config, m, n, k)));
         const int min_units = kernels::marlin_gemm_config(plan.config).min_units;
@@ -447,7 +465,16 @@ TEST(MarlinGemm, LaunchersRefuseArgumentsOutsideTheirRules) {
       {"no such configuration", [](auto& x) { x.plan.config = kernels::marlin_gemm_config_count(); }},
       {"zero blocks", [](auto& x) { x.plan.blocks = 0; }},
       {"more blocks than units", [](auto& x) { x.plan.blocks = 1 << 20; }},
+      // A clustered configuration (the last one): n = 128 is one column tile, which does not pair up; with two,
+      // a grid of half a cluster.
+      {"an odd count of column tiles in pairs", [](auto& x) { x.plan = {kernels::marlin_gemm_config_count() - 1, 2}; }},
+      {"half a cluster",
+       [](auto& x) {
+         x.n = x.n_pad = 256;
+         x.plan = {kernels::marlin_gemm_config_count() - 1, 1};
+       }},
   };
+  ASSERT_EQ(kernels::marlin_gemm_config(kernels::marlin_gemm_config_count() - 1).cluster, 2);
   for (const auto& [what, breaking] : breaks) {
     kernels::MarlinGemmArgs args = valid;
     breaking(args);

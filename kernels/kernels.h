@@ -140,11 +140,17 @@ struct MarlinGemmConfig {
   int stages = 4;     // cp.async pipeline depth
   int min_units = 1;  // units a block of the plan gets at least (fewer parts per tile through the workspace)
   int arch = 80;      // 80: mma.sync, runs on sm_80 and later; 90: wgmma (sm_90a machine code), CC 9.0 only
+  // CTAs per cluster (wgmma only): 2 pairs adjacent column tiles, which share their rows of A: each CTA of the pair
+  // loads half of the stage's A for both (TMA multicast), halving A's reads of L2. The grid is then a multiple of
+  // it, and so must be the column tiles.
+  int cluster = 1;
 };
 int marlin_gemm_config_count();
 MarlinGemmConfig marlin_gemm_config(int index);
 // Whether configuration `config` runs on a GPU of compute capability `arch` (major * 10 + minor).
 bool marlin_gemm_config_runs_on(int config, int arch);
+// Whether configuration `config` can compute an n-column output: its column tiles a multiple of its cluster.
+bool marlin_gemm_config_fits(int config, std::int64_t n);
 
 struct MarlinGemmPlan {
   int config = 0;
@@ -152,11 +158,11 @@ struct MarlinGemmPlan {
 };
 // The plan for a shape on a GPU with `sm_count` multiprocessors of compute capability `arch`: the smallest block
 // tile that holds m rows (<= 16, <= 32, more; on CC 9.0 the wgmma ones: <= 64, <= 128, more, the last 256 x 128
-// instead of 128 x 256: half the dequantization per product; for m <= 64, 64 x 128 at two blocks per SM where
-// 64 x 256 tiles would leave each SM few stages of work, else 64 x 256); then, when at least two blocks per tile are resident
-// at once (at most 2 per SM), every tile cut into the same number of parts (ranges on tile boundaries), else
-// stream-K over the resident blocks; never more blocks than the shape allows or than leave each block the
-// configuration's min_units.
+// instead of 128 x 256: half the dequantization per product, in CTA pairs sharing A where there are many tiles and
+// the column tiles pair up; for m <= 64, 64 x 128 at two blocks per SM where 64 x 256 tiles would leave each SM
+// few stages of work, else 64 x 256); then, when at least two blocks (clusters) per tile are resident at once (at
+// most 2 blocks per SM), every tile cut into the same number of parts (ranges on tile boundaries), else stream-K over the resident blocks (clusters); never more blocks than
+// the shape allows or than leave each block the configuration's min_units.
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
                                 int arch);
 // Pipeline stages over k of configuration `config` (the units of one tile).
@@ -186,7 +192,8 @@ struct MarlinGemmArgs {
   MarlinGemmPlan plan;
 };
 // cudaErrorInvalidValue, before any CUDA call, for arguments outside the rules above (a, b, s, c, workspace and
-// counters non-null; the caller validates with messages first).
+// counters non-null; a clustered configuration: blocks a multiple of its cluster, and marlin_gemm_config_fits; the
+// caller validates with messages first).
 cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream);
 
 // out (m, k) = a[:, perm] for 16-bit elements: act-order layers feed the GEMM their inputs in B's row order.

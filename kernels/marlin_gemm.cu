@@ -84,6 +84,15 @@ constexpr int kWarps = kThreads / 32;
 #ifndef QH_WGMMA_TALL_MIN_M
 #define QH_WGMMA_TALL_MIN_M 129
 #endif
+// The fewest 256 x 128 tiles for which the plan runs them in CTA pairs that share their A loads (configuration 7)
+// instead of single CTAs (5). H200, 2026-12-02, pairs against single CTAs (whole tiles where A outgrows L2, below),
+// medians of 3 runs each: M = 1024 1.1-2.6 % faster on every shape (128-896 tiles), 4.5 % on 28672 x 8192; M = 256
+// 0.7-2.2 % faster on 4096 x 11008, 8192 x 28672, 28672 x 8192 (64-224 tiles), even on 8192 x 8192 (64), but 3.8 % /
+// 5.9 % slower on 11008 x 4096 / 4096 x 4096 (32 tiles, each cut into 4 parts: short ranges, where a pair's start
+// and end handshakes and half as many independently scheduled units cost more than the halved A reads gain).
+#ifndef QH_WGMMA_PAIRS_MIN_TILES
+#define QH_WGMMA_PAIRS_MIN_TILES 64
+#endif
 
 // Each row is one compiled kernel per dtype (launch_typed lists the indices).
 constexpr MarlinGemmConfig kConfigs[] = {
@@ -94,6 +103,7 @@ constexpr MarlinGemmConfig kConfigs[] = {
     {8, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 128 on CC 9.0: 128 x 256 tiles on wgmma
     {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // larger m on CC 9.0: 256 x 128 tiles on wgmma
     {4, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 64 on CC 9.0, small shapes: 64 x 128, 2 per SM
+    {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90, 2},  // configuration 5 in CTA pairs sharing A
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
@@ -310,7 +320,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       __syncthreads();
     }
     const std::int64_t t = at.t;
-    const TileParts tile = tile_parts_of(p, t);
+    const TileParts tile = tile_parts_of(p, t, p.units, gridDim.x);
     // A part is the tile in float32, moved as float4 quads: quad q is row q / (kBn / 4), columns 4 (q % (kBn / 4))
     // .. + 3 (16-byte aligned in red, whose row stride kBn + 4 is a multiple of 4, and in the workspace).
     constexpr int kSlot = G::kBm * G::kBn, kQuads = kSlot / 4, kRowQuads = G::kBn / 4;
@@ -413,7 +423,7 @@ auto* kernel_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
   if constexpr (c.arch == 90) {
     static_assert(c.bk == 64, "the wgmma tiles: 64 inputs per stage");
-    return marlin::marlin_gemm_wgmma_kernel<T, c.m_tiles, c.n_chunks, c.stages, Grouped>;
+    return marlin::marlin_gemm_wgmma_kernel<T, c.m_tiles, c.n_chunks, c.stages, Grouped, c.cluster>;
   } else {
     return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
   }
@@ -439,6 +449,26 @@ int smem_bytes_of() {
 struct KernelSetup {
   cudaError_t error = cudaErrorNotReady;  // cudaErrorNotReady: not asked yet on this device
   int blocks_per_sm = 1;
+  int max_clusters = 0;  // a clustered configuration: clusters resident at once on the device
+};
+
+// The launch configuration of a clustered kernel: clusters of `cluster` CTAs along x.
+struct ClusterLaunch {
+  cudaLaunchAttribute attribute{};
+  cudaLaunchConfig_t config{};
+  ClusterLaunch(int cluster, unsigned blocks, int threads, int smem, cudaStream_t stream) {
+    attribute.id = cudaLaunchAttributeClusterDimension;
+    attribute.val.clusterDim.x = unsigned(cluster);
+    attribute.val.clusterDim.y = attribute.val.clusterDim.z = 1;
+    config.gridDim = dim3(blocks);
+    config.blockDim = dim3(unsigned(threads));
+    config.dynamicSmemBytes = std::size_t(smem);
+    config.stream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+  }
+  ClusterLaunch(const ClusterLaunch&) = delete;  // config points at attribute
+  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
 };
 constexpr int kMaxDevices = 64;
 
@@ -465,6 +495,11 @@ KernelSetup setup_of(int device) {
       setup->error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&setup->blocks_per_sm, kernel, threads_of<Config>(),
                                                                    smem);
     }
+    constexpr int kCluster = kConfigs[Config].cluster;
+    if (setup->error == cudaSuccess && kCluster > 1) {
+      const ClusterLaunch launch(kCluster, kCluster, threads_of<Config>(), smem, nullptr);
+      setup->error = cudaOccupancyMaxActiveClusters(&setup->max_clusters, kernel, &launch.config);
+    }
   }
   return *setup;
 }
@@ -489,6 +524,7 @@ cudaError_t dispatch(int config, F&& f) {
     case 4: return with_kernel<T, 4, Grouped>(f);
     case 5: return with_kernel<T, 5, Grouped>(f);
     case 6: return with_kernel<T, 6, Grouped>(f);
+    case 7: return with_kernel<T, 7, Grouped>(f);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -558,6 +594,10 @@ std::int64_t column_tiles(int config, std::int64_t n) {
 }
 }  // namespace
 
+bool marlin_gemm_config_fits(int config, std::int64_t n) {
+  return config >= 0 && config < kConfigCount && column_tiles(config, n) % kConfigs[config].cluster == 0;
+}
+
 std::int64_t marlin_gemm_tiles(int config, std::int64_t m, std::int64_t n) {
   const int bm = 16 * marlin_gemm_config(config).m_tiles;
   return column_tiles(config, n) * ((m + bm - 1) / bm);
@@ -583,27 +623,34 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
   } else {
     const bool short_tile =
         m <= 64 && marlin_gemm_tiles(3, m, n) * marlin_gemm_stages(3, k) < QH_WGMMA_SHORT_MAX_UNITS_PER_SM * sm_count;
-    plan.config = short_tile ? 6 : m <= 64 ? 3 : m < QH_WGMMA_TALL_MIN_M ? 4 : 5;
+    const bool pairs = marlin_gemm_tiles(5, m, n) >= QH_WGMMA_PAIRS_MIN_TILES && marlin_gemm_config_fits(7, n);
+    plan.config = short_tile ? 6 : m <= 64 ? 3 : m < QH_WGMMA_TALL_MIN_M ? 4 : pairs ? 7 : 5;
   }
   // As many blocks as fit on the GPU at once (at most kBlocksPerSm per SM), so the one wave is the whole grid.
-  int per_sm = 1;
+  int per_sm = 1, max_clusters = 0;
   // The grouped kernel's occupancy: the per-channel one has the same shared memory and no more registers.
   if (dispatch(dtype, plan.config, /*grouped=*/true, [&](auto*, int, const KernelSetup& setup) {
         per_sm = setup.blocks_per_sm;
+        max_clusters = setup.max_clusters;
         return cudaSuccess;
       }) != cudaSuccess || per_sm < 1) {
     cudaGetLastError();  // clear it: the launch reports real errors
     per_sm = 1;
   }
-  const std::int64_t resident = std::int64_t(sm_count) * std::min(per_sm, kBlocksPerSm);
-  const std::int64_t tiles = marlin_gemm_tiles(plan.config, m, n), stages = marlin_gemm_stages(plan.config, k);
-  const std::int64_t min_units = kConfigs[plan.config].min_units;
+  // The rest counts clusters (of one block but in configuration 7): a walk's ranges and tiles (cursor_at).
+  const int cluster = kConfigs[plan.config].cluster;
+  std::int64_t resident = std::int64_t(sm_count) * std::min(per_sm, kBlocksPerSm);
+  if (max_clusters > 0) resident = std::min<std::int64_t>(resident, std::int64_t(max_clusters) * cluster);
+  resident /= cluster;
+  const std::int64_t tiles = marlin_gemm_tiles(plan.config, m, n) / cluster;
+  const std::int64_t stages = marlin_gemm_stages(plan.config, k), min_units = kConfigs[plan.config].min_units;
   // When at least two blocks per tile fit, cut every tile into the same number of parts (the ranges then start on
   // tile boundaries: H200, M = 64 on 8192 x 8192, 128 such blocks took 70 us where 132 straddling ones took 87);
   // otherwise stream-K over the resident blocks.
   const std::int64_t parts = std::min({resident / tiles, stages / min_units, kMaxBlocksPerTile});
   const std::int64_t wanted = parts >= 2 ? tiles * parts : std::min(resident, tiles * stages / min_units);
-  plan.blocks = int(std::max<std::int64_t>(1, std::min(wanted, marlin_gemm_max_blocks(plan.config, m, n, k))));
+  const std::int64_t most = marlin_gemm_max_blocks(plan.config, m, n, k) / cluster;
+  plan.blocks = cluster * int(std::max<std::int64_t>(1, std::min(wanted, most)));
   return plan;
 }
 
@@ -614,6 +661,7 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
   if (args.m <= 0 || args.k <= 0 || args.n <= 0 || args.k % 8 != 0 || args.n_pad % 64 != 0 || args.n > args.n_pad ||
       args.k_pad % 16 != 0 || args.k > args.k_pad || !group_ok || plan.config < 0 || plan.config >= kConfigCount ||
       plan.blocks < 1 || plan.blocks > marlin_gemm_max_blocks(plan.config, args.m, args.n, args.k) ||
+      plan.blocks % kConfigs[plan.config].cluster != 0 || !marlin_gemm_config_fits(plan.config, args.n) ||
       !args.workspace || !args.counters || !args.a || !args.b || !args.s || !args.c || args.k_pad > (1LL << 30) ||
       args.n_pad > (1LL << 30) || !aligned16(args.a) || !aligned16(args.b) || !aligned16(args.s) ||
       args.dtype == DType::F32) {
@@ -640,9 +688,15 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
     if constexpr (std::is_same_v<decltype(kernel), void (*)(WgmmaParams)>) {
       WgmmaParams wp{};
       wp.p = p;
-      const int box_rows = 16 * kConfigs[plan.config].m_tiles;
+      const int cluster = kConfigs[plan.config].cluster;
+      const int box_rows = 16 * kConfigs[plan.config].m_tiles / cluster;  // each CTA of a cluster loads its share
       if (const cudaError_t e = encode_a_map(&wp.a_map, args.a, args.m, args.k, box_rows); e != cudaSuccess) return e;
-      kernel<<<unsigned(plan.blocks), kWgmmaThreads, smem, stream>>>(wp);
+      if (cluster > 1) {
+        const ClusterLaunch launch(cluster, unsigned(plan.blocks), kWgmmaThreads, smem, stream);
+        if (const cudaError_t e = cudaLaunchKernelEx(&launch.config, kernel, wp); e != cudaSuccess) return e;
+      } else {
+        kernel<<<unsigned(plan.blocks), kWgmmaThreads, smem, stream>>>(wp);
+      }
     } else {
       kernel<<<unsigned(plan.blocks), kThreads, smem, stream>>>(p);
     }

@@ -160,18 +160,22 @@ struct Cursor {
   int stage, m0, n0;
 };
 
-__device__ __forceinline__ Cursor cursor_at(std::int64_t u, const Params& p, int bm, int bn) {
-  const std::int64_t t = u / p.stages;
-  return {t, int(u - t * p.stages), int(t / p.n_tiles) * bm, int(t % p.n_tiles) * bn};
+// Unit u of a walk over every `stride`-th tile from tile `rank` (tiles stride w + rank, w = u / stages): the blocks
+// of a cluster of `stride` CTAs walk adjacent column tiles side by side (the wgmma kernel's pairs; 1 and 0 walk every
+// tile). n_tiles is a multiple of stride, so the tiles of one walk step share their rows.
+__device__ __forceinline__ Cursor cursor_at(std::int64_t u, const Params& p, int bm, int bn, int stride = 1,
+                                            int rank = 0) {
+  const std::int64_t w = u / p.stages, t = w * stride + rank;
+  return {t, int(u - w * p.stages), int(t / p.n_tiles) * bm, int(t % p.n_tiles) * bn};
 }
 
-__device__ __forceinline__ void advance(Cursor& c, const Params& p, int bm, int bn) {
+__device__ __forceinline__ void advance(Cursor& c, const Params& p, int bm, int bn, int stride = 1) {
   if (++c.stage < p.stages) return;
   c.stage = 0;
-  ++c.t;
-  c.n0 += bn;
+  c.t += stride;
+  c.n0 += stride * bn;
   if (c.n0 >= p.n_tiles * bn) {
-    c.n0 = 0;
+    c.n0 -= p.n_tiles * bn;
     c.m0 += bm;
   }
 }
@@ -191,11 +195,12 @@ __device__ __forceinline__ void write_output(const Params& p, int gm, int gn, fl
   static_cast<T*>(p.c)[std::int64_t(gm) * p.n + gn] = Elem<T>::from_float(v);
 }
 
-// The blocks whose ranges hold tile t's units: the first of them and how many.
-__device__ __forceinline__ TileParts tile_parts_of(const Params& p, std::int64_t t) {
-  const std::int64_t blocks = gridDim.x;
-  const std::int64_t first = block_of(t * p.stages, p.units, blocks);
-  return TileParts{first, block_of((t + 1) * p.stages - 1, p.units, blocks) - first + 1};
+// The blocks of a walk (`units` cut into `blocks` ranges) whose ranges hold the units of its tile w: the first of them
+// and how many.
+__device__ __forceinline__ TileParts tile_parts_of(const Params& p, std::int64_t w, std::int64_t units,
+                                                   std::int64_t blocks) {
+  const std::int64_t first = block_of(w * p.stages, units, blocks);
+  return TileParts{first, block_of((w + 1) * p.stages - 1, units, blocks) - first + 1};
 }
 
 // Once this block's part of tile t is in the workspace: whether it is the last of the tile's blocks to arrive,

@@ -166,6 +166,19 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(std::uint64_t* bar, un
                : "memory");
 #endif
 }
+// The same arrival on the barrier at bar's offset in CTA `rank` of the cluster (this one's or a peer's). Release at
+// CTA scope, as CUTLASS's ClusterBarrier arrives on a peer (a fact used): what it orders are reads of this CTA's own
+// shared memory, complete (their values consumed) before the arrival; a cluster-scope release costs a MEMBAR.ALL.GPU
+// per arrival in the SASS, and the waits' cluster-scope acquire an L1 invalidation per poll.
+__device__ __forceinline__ void mbarrier_arrive_cluster(std::uint64_t* bar, unsigned rank) {
+#if QH_WGMMA
+  asm volatile(
+      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cta.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_address(bar)),
+      "r"(rank)
+      : "memory");
+#endif
+}
 __device__ __forceinline__ void mbarrier_wait(std::uint64_t* bar, unsigned parity) {
 #if QH_WGMMA
   unsigned done = 0;
@@ -179,6 +192,13 @@ __device__ __forceinline__ void mbarrier_wait(std::uint64_t* bar, unsigned parit
   }
 #endif
 }
+// Every thread of the cluster: the barriers initialized in each CTA are visible to the others before any copy or
+// arrival reaches them.
+__device__ __forceinline__ void cluster_sync() {
+#if QH_WGMMA
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
 
 // A box of a 2-D tensor (the tensor map's box, at element coordinates x along the rows, y down them) into shared
 // memory by the Tensor Memory Accelerator, completing `bytes` on `bar`; elements outside the tensor read as zero.
@@ -188,6 +208,18 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
           smem_address(dst)),
       "l"(map), "r"(x), "r"(y), "r"(smem_address(bar))
+      : "memory");
+#endif
+}
+// The same box into shared memory at dst's offset in every CTA of the cluster in `ctas` (a bit per rank), completing
+// its bytes on the barrier at bar's offset in each (TMA multicast: one read of L2 for all of them).
+__device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorMap* map, int x, int y,
+                                                      std::uint64_t* bar, std::uint16_t ctas) {
+#if QH_WGMMA
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+      "%3}], [%4], %5;\n" ::"r"(smem_address(dst)),
+      "l"(map), "r"(x), "r"(y), "r"(smem_address(bar)), "h"(ctas)
       : "memory");
 #endif
 }
@@ -247,25 +279,51 @@ struct WgmmaTile {
 
 struct WgmmaParams {
   Params p;
-  CUtensorMap a_map;  // A as a [m, k] 16-bit tensor, box 64 inputs x kBm rows, 128-byte swizzle
+  CUtensorMap a_map;  // A as a [m, k] 16-bit tensor, box 64 inputs x (kBm / cluster) rows, 128-byte swizzle
+};
+
+// A block's walk (cursor_at): with clusters of CLUSTER CTAs, cluster c = block / CLUSTER cuts the tiles / CLUSTER
+// walk steps (each a row of CLUSTER adjacent column tiles) into ranges like a block of a plain grid, and its CTA of
+// rank r takes column tile r of every step, so the CTAs of a cluster meet the same rows of A at the same stages.
+// The cluster's CTAs are consecutive blocks (a 1-D grid of 1-D clusters).
+template <int CLUSTER>
+struct Walk {
+  std::int64_t units, blocks, block;  // over walk steps: units, ranges (clusters), this CTA's range
+  int rank;
+  __device__ explicit Walk(const Params& p)
+      : units(p.units / CLUSTER), blocks(gridDim.x / CLUSTER), block(blockIdx.x / CLUSTER),
+        rank(int(blockIdx.x % CLUSTER)) {}
+  __device__ std::int64_t begin() const { return range_start(block, units, blocks); }
+  __device__ std::int64_t count() const { return range_start(block + 1, units, blocks) - begin(); }
 };
 
 // The producer (one thread): per unit of this block's range, wait for the stage buffer to be empty, announce its
 // bytes, and issue its copies: A by one TMA box (rows past m and inputs past k read as zero), B by one bulk copy per
 // 16-row tile that holds inputs (the tile's chunks are contiguous), grouped scales by one per scale row. Chunks past
-// n_pad and tiles past k are not copied: the consumers do not read them.
-template <int MT, int NC, int STAGES, bool Grouped>
+// n_pad and tiles past k are not copied: the consumers do not read them. In a cluster, the CTA of rank r loads rows
+// r kBm / CLUSTER .. of the A box into every CTA's stage (multicast), so each waits for every CTA's consumers to
+// release the buffer (the empty barrier counts them all) and each stage's full barrier expects the whole box.
+template <int MT, int NC, int STAGES, bool Grouped, int CLUSTER>
 __device__ __forceinline__ void produce_stages(const WgmmaParams& wp, uint4* smem, std::uint64_t* full,
-                                               std::uint64_t* empty, std::int64_t u_begin, std::int64_t count) {
+                                               std::uint64_t* empty, const Walk<CLUSTER>& walk) {
   using G = WgmmaTile<MT, NC, STAGES>;
+  constexpr bool kCluster = CLUSTER > 1;
+  constexpr int kBoxRows = G::kBm / CLUSTER, kBoxPieces = G::kA / CLUSTER;
   const Params& p = wp.p;
   const std::int64_t b_row = p.n_pad / 2, scale_row = p.n_pad / 8;  // 16-byte pieces per B row, per scale row
   const int scale_rows = Grouped ? (G::kBk > p.group_size ? G::kBk >> p.group_shift : 1) : 0;
-  Cursor at = cursor_at(u_begin, p, G::kBm, G::kBn);
+  const std::int64_t count = walk.count();
+  Cursor at = cursor_at(walk.begin(), p, G::kBm, G::kBn, CLUSTER, walk.rank);
   int buf = 0;
   unsigned phase = 0;
+  auto next_buffer = [&] {
+    if (++buf == STAGES) {
+      buf = 0;
+      phase ^= 1u;
+    }
+  };
   for (std::int64_t i = 0; i < count; ++i) {
-    if (i >= STAGES) mbarrier_wait(&empty[buf], phase ^ 1u);  // the consumers' release of its previous use
+    if (i >= STAGES) mbarrier_wait(&empty[buf], phase ^ 1u);  // the consumers' release of its last use
     uint4* const sa = smem + buf * G::kStage;
     uint4* const sb = sa + G::kA;
     uint4* const ss = sb + G::kB;
@@ -273,16 +331,26 @@ __device__ __forceinline__ void produce_stages(const WgmmaParams& wp, uint4* sme
     const int k_tile0 = at.stage * G::kKt, b_tiles = min(G::kKt, p.k_tiles - k_tile0);
     const int g0 = (at.stage * G::kBk) >> p.group_shift, s_rows = Grouped ? min(scale_rows, p.groups - g0) : 0;
     mbarrier_arrive_expect_tx(&full[buf], unsigned(G::kA + (b_tiles * 32 + s_rows * 8) * chunks) * 16u);
-    tma_load_2d(sa, &wp.a_map, at.stage * G::kBk, at.m0, &full[buf]);
+    if constexpr (kCluster) {
+      tma_load_2d_multicast(sa + walk.rank * kBoxPieces, &wp.a_map, at.stage * G::kBk, at.m0 + walk.rank * kBoxRows,
+                            &full[buf], std::uint16_t((1u << CLUSTER) - 1u));
+    } else {
+      tma_load_2d(sa, &wp.a_map, at.stage * G::kBk, at.m0, &full[buf]);
+    }
     const uint4* const b_src = p.b + std::int64_t(k_tile0) * b_row + (at.n0 / 64) * 32;
     for (int t = 0; t < b_tiles; ++t) bulk_load(sb + t * G::kNc * 32, b_src + t * b_row, chunks * 512u, &full[buf]);
     for (int r = 0; r < s_rows; ++r) {
       bulk_load(ss + r * G::kNc * 8, p.s + (g0 + r) * scale_row + (at.n0 / 64) * 8, chunks * 128u, &full[buf]);
     }
-    advance(at, p, G::kBm, G::kBn);
-    if (++buf == STAGES) {
-      buf = 0;
-      phase ^= 1u;
+    advance(at, p, G::kBm, G::kBn, CLUSTER);
+    next_buffer();
+  }
+  // In a cluster this CTA may exit only once the peers' consumers are done with its barriers: wait for the release
+  // of every buffer's last use (the peers' arrivals included), which also means no peer reads this CTA's copies.
+  if constexpr (kCluster) {
+    for (std::int64_t i = count; i < count + STAGES; ++i) {
+      if (i >= STAGES) mbarrier_wait(&empty[buf], phase ^ 1u);
+      next_buffer();
     }
   }
 }
@@ -298,14 +366,13 @@ __device__ __forceinline__ void sync_consumers() {
 // mma.sync B fragments of those columns, i.e. the A fragment of the transposed product. The tile's kBm rows are the
 // N of one wgmma: kBm / 2 accumulators per chunk and thread. A is read by the tensor cores from the stage (the
 // descriptor).
-template <typename T, int MT, int NC, int STAGES, bool Grouped>
+template <typename T, int MT, int NC, int STAGES, bool Grouped, int CLUSTER>
 __device__ __forceinline__ void consume_stages(const Params& p, const uint4* smem, std::uint64_t* full,
-                                               std::uint64_t* empty, std::int64_t u_begin, std::int64_t count) {
+                                               std::uint64_t* empty, const Walk<CLUSTER>& walk) {
   using G = WgmmaTile<MT, NC, STAGES>;
   using Pair = typename Elem<T>::Pair;
   constexpr int kAcc = G::kBm / 2;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, group = warp / 4, quarter = warp % 4;
-  const std::int64_t block = blockIdx.x;
   constexpr int kCpw = G::kCpw;
   float wacc[kCpw][kAcc] = {};
   // Per-channel scales, per tile: the pair of this thread's columns 16 quarter + lane / 4 + {0, 8} of each chunk
@@ -323,11 +390,16 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     }
   };
   bool fresh = true;  // the next stage is the first of this block's part of a tile: its first products overwrite
-  // The stage buffer whose products may still be in flight; released (its empty barrier arrived on) once a wait
-  // has retired them.
+  // The stage buffer whose products may still be in flight; released (its empty barrier arrived on, in a pair the
+  // peer's too: both producers write A into it) once a wait has retired them. Every consumer thread arrives: one
+  // arrival per warp after a __syncwarp was 1-2 % slower at M = 64 (H200, 2026-12-02) and racecheck cannot see the
+  // warp's other reads ordered before the refill (it reported them as hazards).
   int pending = -1;
   auto release_pending = [&] {
-    if (pending >= 0) mbarrier_arrive(&empty[pending]);
+    if (pending >= 0) {
+      mbarrier_arrive(&empty[pending]);
+      if constexpr (CLUSTER > 1) mbarrier_arrive_cluster(&empty[pending], unsigned(walk.rank ^ 1));
+    }
     pending = -1;
   };
   // This thread's words and scale words of a stage, read from shared memory before the stage's first wait on its
@@ -404,8 +476,8 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   // The end of this block's part of a tile, from the registers, which it only reads: an accumulator written outside
   // the wgmma (zeroed, or summed into) makes nvcc join two values of it where the loop goes on, and ptxas then waits
   // for the in-flight products there every stage (C7517). A tile done by one block is written out; otherwise the
-  // part goes to its workspace slot (block + tile: unique, as both only grow along the ranges) as each thread's
-  // accumulators in register order (float4 quad j of chunk cc at (cc kAcc / 4 + j) kWgmmaConsumers + tid: whole
+  // part goes to its workspace slot (CLUSTER (walk block + walk tile) + rank: unique, as both only grow along the
+  // ranges) as each thread's accumulators in register order (float4 quad j of chunk cc at (cc kAcc / 4 + j) kWgmmaConsumers + tid: whole
   // 512-byte runs per warp), and the last block to arrive sums the parts in block order (deterministic: the same
   // whichever arrives last), four quads at a time, and writes the outputs. Quad i of chunk cc holds output rows
   // 8 i + 2 (l % 4) + {0, 1} (the transposed product's columns) at columns 16 quarter + l / 4 + {0, 8} of the chunk
@@ -425,8 +497,8 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     wgmma_wait<0>();  // the tile's last products
     release_pending();
     fresh = true;
-    const std::int64_t t = at.t;
-    const TileParts tile = tile_parts_of(p, t);
+    const std::int64_t t = at.t, w = t / CLUSTER;  // the tile and its walk step
+    const TileParts tile = tile_parts_of(p, w, walk.units, walk.blocks);
     constexpr int kQuadsPer = kAcc / 4, kQuads = kCpw * kQuadsPer, kSlot = kQuads * kWgmmaConsumers;  // per thread
     if (tile.parts == 1) {
 #pragma unroll
@@ -437,14 +509,14 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
       return;
     }
     float4* const workspace = reinterpret_cast<float4*>(p.workspace);
-    float4* const slot = workspace + (block + t) * kSlot + tid;
+    float4* const slot = workspace + ((walk.block + w) * CLUSTER + walk.rank) * kSlot + tid;
 #pragma unroll
     for (int cc = 0; cc < kCpw; ++cc) {
 #pragma unroll
       for (int i = 0; i < kQuadsPer; ++i) slot[(cc * kQuadsPer + i) * kWgmmaConsumers] = quad(cc, i);
     }
     if (!last_to_arrive(p, t, tile.parts, sync_consumers)) return;
-    const float4* const tile_parts = workspace + (tile.first + t) * kSlot + tid;
+    const float4* const tile_parts = workspace + ((tile.first + w) * CLUSTER + walk.rank) * kSlot + tid;
     constexpr int kBatch = 4;
     static_assert(kQuadsPer % kBatch == 0, "whole batches of quads per chunk");
 #pragma unroll
@@ -455,14 +527,17 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
 #pragma unroll 1
       for (std::int64_t part = 0; part < tile.parts; ++part) {
 #pragma unroll
-        for (int b = 0; b < kBatch; ++b) add_to(sum[b], __ldcg(tile_parts + part * kSlot + (q0 + b) * kWgmmaConsumers));
+        for (int b = 0; b < kBatch; ++b) {
+          add_to(sum[b], __ldcg(tile_parts + part * CLUSTER * kSlot + (q0 + b) * kWgmmaConsumers));
+        }
       }
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) store_quad(at, (q0 + b) / kQuadsPer, (q0 + b) % kQuadsPer, sum[b]);
     }
   };
 
-  Cursor computing = cursor_at(u_begin, p, G::kBm, G::kBn);
+  const std::int64_t count = walk.count();
+  Cursor computing = cursor_at(walk.begin(), p, G::kBm, G::kBn, CLUSTER, walk.rank);
   int buf = 0;
   unsigned phase = 0;
   for (std::int64_t i = 0; i < count; ++i) {
@@ -471,7 +546,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     compute_stage(computing, buf);
     pending = buf;
     if (i + 1 == count || computing.stage + 1 == p.stages) finish_tile(computing);
-    advance(computing, p, G::kBm, G::kBn);
+    advance(computing, p, G::kBm, G::kBn, CLUSTER);
     if (++buf == STAGES) {
       buf = 0;
       phase ^= 1u;
@@ -480,33 +555,38 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   wgmma_wait<0>();
 }
 
-// Its own name, so that the SASS check can ask for HGMMA in it; a trap on every target but sm_90a.
-template <typename T, int MT, int NC, int STAGES, bool Grouped>
+// Its own name, so that the SASS check can ask for HGMMA in it; a trap on every target but sm_90a. CLUSTER > 1: the
+// host launches it in clusters of that many CTAs (the dynamic shared memory starts at the same offset in each, so
+// the multicast copies land at the same stage offsets).
+template <typename T, int MT, int NC, int STAGES, bool Grouped, int CLUSTER>
 __global__ void __launch_bounds__(kWgmmaThreads, WgmmaTile<MT, NC, STAGES>::kBlocksPerSm)
     marlin_gemm_wgmma_kernel(const __grid_constant__ WgmmaParams wp) {
 #if QH_WGMMA
   using G = WgmmaTile<MT, NC, STAGES>;
+  static_assert(CLUSTER == 1 || CLUSTER == 2, "single CTAs or pairs");
   extern __shared__ uint4 dynamic_smem[];
   uint4* const smem = dynamic_smem + (1024 - smem_address(dynamic_smem) % 1024) % 1024 / 16;
   __shared__ std::uint64_t full[STAGES], empty[STAGES];  // per stage buffer: its data landed; its data consumed
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbarrier_init(&full[s], 1);  // the producer's arrival (with the copies' bytes)
-      mbarrier_init(&empty[s], kWgmmaConsumers);
+      mbarrier_init(&empty[s], kWgmmaConsumers * CLUSTER);  // every consumer of the cluster (release_pending)
     }
     mbarrier_init_fence();
   }
-  __syncthreads();
-  const std::int64_t blocks = gridDim.x, block = blockIdx.x;
-  const std::int64_t u_begin = range_start(block, wp.p.units, blocks);
-  const std::int64_t count = range_start(block + 1, wp.p.units, blocks) - u_begin;
+  if constexpr (CLUSTER > 1) {
+    cluster_sync();
+  } else {
+    __syncthreads();
+  }
+  const Walk<CLUSTER> walk(wp.p);
   if (threadIdx.x >= kWgmmaConsumers) {
     setmaxnreg_dec<G::kProducerRegisters>();
-    if (threadIdx.x == kWgmmaConsumers) produce_stages<MT, NC, STAGES, Grouped>(wp, smem, full, empty, u_begin, count);
+    if (threadIdx.x == kWgmmaConsumers) produce_stages<MT, NC, STAGES, Grouped, CLUSTER>(wp, smem, full, empty, walk);
     return;
   }
   setmaxnreg_inc<G::kConsumerRegisters>();
-  consume_stages<T, MT, NC, STAGES, Grouped>(wp.p, smem, full, empty, u_begin, count);
+  consume_stages<T, MT, NC, STAGES, Grouped, CLUSTER>(wp.p, smem, full, empty, walk);
 #else
   __trap();
 #endif

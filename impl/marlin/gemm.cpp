@@ -180,14 +180,29 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
                         "configuration " + std::to_string(options.config) + " (needs " +
                             std::to_string(kernels::marlin_gemm_config(options.config).arch) + ")");
     }
+    const int cluster = kernels::marlin_gemm_config(options.config).cluster;
+    if (!kernels::marlin_gemm_config_fits(options.config, spec.out_features)) {
+      throw ConfigError(Where{.layer = layer}, "a forced clustered configuration pairs up the column tiles",
+                        "out_features in a multiple of " + std::to_string(cluster) + " column tiles of " +
+                            std::to_string(64 * kernels::marlin_gemm_config(options.config).n_chunks),
+                        "out_features = " + std::to_string(spec.out_features));
+    }
     plan.config = options.config;
   }
+  const int cluster = kernels::marlin_gemm_config(plan.config).cluster;
   const std::int64_t max_blocks = kernels::marlin_gemm_max_blocks(plan.config, m, spec.out_features, spec.in_features);
-  // A forced block count is checked below; the plan's (made for its own configuration) is cut to a forced one's.
-  plan.blocks = options.blocks > 0 ? options.blocks : int(std::min<std::int64_t>(plan.blocks, max_blocks));
+  // A forced block count is checked below; the plan's (made for its own configuration) is cut to a forced one's
+  // (whole clusters: max_blocks is a multiple of the cluster where the configuration fits).
+  plan.blocks = options.blocks > 0
+                    ? options.blocks
+                    : int(std::max<std::int64_t>(cluster, std::min<std::int64_t>(plan.blocks, max_blocks) / cluster * cluster));
   if (plan.blocks > max_blocks) {
     throw ConfigError(Where{.layer = layer}, "stream-K gives each block at least one unit and a tile at most 31 blocks",
                       "blocks <= " + std::to_string(max_blocks), "blocks = " + std::to_string(plan.blocks));
+  }
+  if (plan.blocks % cluster != 0) {
+    throw ConfigError(Where{.layer = layer}, "a clustered configuration launches whole clusters",
+                      "blocks a multiple of " + std::to_string(cluster), "blocks = " + std::to_string(plan.blocks));
   }
   if (options.check_finite) check_finite(x, "the GEMM's input must be finite", layer, "");
 

@@ -16,7 +16,9 @@ struct GemmOptions {
   // overflow, reported rather than returned); costs two reductions and a device sync. Benchmarks turn it off.
   bool check_finite = true;
   int config = -1;  // a kernel configuration index (kernels::marlin_gemm_config) instead of the plan's; tests use it
-  int blocks = 0;   // stream-K grid size instead of the plan's (1 .. kernels::marlin_gemm_max_blocks)
+  // stream-K grid size instead of the plan's (1 .. kernels::marlin_gemm_max_blocks; whole clusters of a clustered
+  // configuration, whose column tiles must pair up: kernels::marlin_gemm_config_fits)
+  int blocks = 0;
 };
 
 // The tensors of one Marlin layer, as MarlinLinear holds them (perm and bias undefined when absent).
