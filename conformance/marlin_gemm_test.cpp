@@ -388,6 +388,13 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
         if (plan.blocks >= 2 * tiles) {
           EXPECT_EQ(plan.blocks % tiles, 0);
         }
+        // A larger than the L2 (here M = 1024 with 28672 inputs) and more tiles than blocks: (about) whole tiles
+        // per block, so that the blocks stay on the same band of A: the fewest blocks that leave none more than
+        // ceil(tiles / blocks) tiles (stream-K over every resident block would use more).
+        if (m * k * 2 >= (std::int64_t(32) << 20) && tiles > plan.blocks) {
+          const std::int64_t per_block = (tiles + plan.blocks - 1) / plan.blocks;
+          EXPECT_EQ((tiles + per_block - 1) / per_block, plan.blocks);
+        }
       }
     }
   }

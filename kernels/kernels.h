@@ -161,7 +161,8 @@ struct MarlinGemmPlan {
 // instead of 128 x 256: half the dequantization per product, in CTA pairs sharing A where there are many tiles and
 // the column tiles pair up; for m <= 64, 64 x 128 at two blocks per SM where 64 x 256 tiles would leave each SM
 // few stages of work, else 64 x 256); then, when at least two blocks (clusters) per tile are resident at once (at
-// most 2 blocks per SM), every tile cut into the same number of parts (ranges on tile boundaries), else stream-K over the resident blocks (clusters); never more blocks than
+// most 2 blocks per SM), every tile cut into the same number of parts (ranges on tile boundaries), else, when A
+// outgrows the L2, whole tiles per block, else stream-K over the resident blocks (clusters); never more blocks than
 // the shape allows or than leave each block the configuration's min_units.
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
                                 int arch);
