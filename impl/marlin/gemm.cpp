@@ -193,9 +193,8 @@ at::Tensor gemm_cuda(const at::Tensor& x, const MarlinWeights& w, const std::str
   const std::int64_t max_blocks = kernels::marlin_gemm_max_blocks(plan.config, m, spec.out_features, spec.in_features);
   // A forced block count is checked below; the plan's (made for its own configuration) is cut to a forced one's
   // (whole clusters: max_blocks is a multiple of the cluster where the configuration fits).
-  plan.blocks = options.blocks > 0
-                    ? options.blocks
-                    : int(std::max<std::int64_t>(cluster, std::min<std::int64_t>(plan.blocks, max_blocks) / cluster * cluster));
+  const std::int64_t planned = std::min<std::int64_t>(plan.blocks, max_blocks) / cluster * cluster;
+  plan.blocks = options.blocks > 0 ? options.blocks : int(std::max<std::int64_t>(cluster, planned));
   if (plan.blocks > max_blocks) {
     throw ConfigError(Where{.layer = layer}, "stream-K gives each block at least one unit and a tile at most 31 blocks",
                       "blocks <= " + std::to_string(max_blocks), "blocks = " + std::to_string(plan.blocks));
