@@ -398,6 +398,13 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
       }
     }
   }
+  // A GPU of one SM still gets a plan of whole clusters (resident counted in clusters: at least one).
+  for (const std::int64_t m : {256, 1024}) {
+    const kernels::MarlinGemmPlan plan = kernels::marlin_gemm_plan(m, 8192, 8192, kernels::DType::F16, 1, 90);
+    EXPECT_EQ(plan.config, 7);
+    EXPECT_GE(plan.blocks, 2);
+    EXPECT_EQ(plan.blocks % 2, 0);
+  }
 }
 #endif
 

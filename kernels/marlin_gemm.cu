@@ -649,7 +649,7 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
   const int cluster = kConfigs[plan.config].cluster;
   std::int64_t resident = std::int64_t(sm_count) * std::min(per_sm, kBlocksPerSm);
   if (max_clusters > 0) resident = std::min<std::int64_t>(resident, std::int64_t(max_clusters) * cluster);
-  resident /= cluster;
+  resident = std::max<std::int64_t>(1, resident / cluster);  // one cluster at least (a GPU of one SM)
   const std::int64_t tiles = marlin_gemm_tiles(plan.config, m, n) / cluster;
   const std::int64_t stages = marlin_gemm_stages(plan.config, k), min_units = kConfigs[plan.config].min_units;
   // When at least two blocks per tile fit, cut every tile into the same number of parts (the ranges then start on
