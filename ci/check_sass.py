@@ -10,8 +10,8 @@ Per architecture, every kernel of the file must be present (no architecture sile
   for sm_90 seen in the published Marlin: the descriptor register was never initialized and the kernel died with
   "illegal instruction" at run time (issue 6);
 - the Marlin GEMM kernels use the instructions they were written for: HMMA (tensor cores), LDGSTS (cp.async),
-  LDSM (ldmatrix); its Hopper kernel HGMMA (wgmma), UTMALDG (the TMA load of A) and UBLKCP (the bulk copies of
-  the weights and scales) in its sm_90a code (elsewhere it is a trap).
+  LDSM (ldmatrix); its Hopper kernels UTMALDG (the TMA load of A) and UBLKCP (the bulk copies of the weights and
+  scales) in their sm_90a code (elsewhere they are a trap), with HGMMA (wgmma) or HMMA and LDSM.
 Exit 0 when all hold, 1 with one line per finding otherwise, 2 when the tool or the file is missing.
 """
 
@@ -24,7 +24,8 @@ import sys
 
 # (name marker, the architecture it applies to or None for all, opcodes the kernel must contain)
 REQUIRED = (("marlin_gemm_kernel", None, ("HMMA", "LDGSTS", "LDSM")),
-            ("marlin_gemm_wgmma_kernel", "sm_90a", ("HGMMA", "UTMALDG", "UBLKCP")))
+            ("marlin_gemm_wgmma_kernel", "sm_90a", ("HGMMA", "UTMALDG", "UBLKCP")),
+            ("marlin_gemm_tma_kernel", "sm_90a", ("HMMA", "LDSM", "UTMALDG", "UBLKCP")))
 GLOBAL_MEMORY = re.compile(r"^(LDG|STG|LDGSTS|ATOMG|RED|LD|ST)\b")
 INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
 UNIFORM = re.compile(r"\bUR(\d+)\b")

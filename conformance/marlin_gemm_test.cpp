@@ -188,7 +188,7 @@ TEST(GpuMarlinGemm, EveryInstantiationRuns) {
   for (int config = 0; config < kernels::marlin_gemm_config_count(); ++config) {
     const kernels::MarlinGemmConfig tile = kernels::marlin_gemm_config(config);
     if (!kernels::marlin_gemm_config_runs_on(config, arch)) {
-      // The wgmma configuration off CC 9.0: its refusal is what runs (GpuMarlinGemm.BadInputIsRefusedBeforeLaunch).
+      // The sm_90a configurations off CC 9.0: their refusal is what runs (GpuMarlinGemm.BadInputIsRefusedBeforeLaunch).
       std::cout << "config " << config << " needs CC " << tile.arch << ", this GPU is " << arch << ": not run\n";
       continue;
     }
@@ -268,7 +268,7 @@ TEST(GpuMarlinGemm, BadInputIsRefusedBeforeLaunch) {
   expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = 99}); }, "found 99");
 #ifdef QH_WITH_CUDA
   for (int config = 0; config < kernels::marlin_gemm_config_count(); ++config) {
-    if (!kernels::marlin_gemm_config_runs_on(config, device_arch())) {  // the wgmma ones off CC 9.0
+    if (!kernels::marlin_gemm_config_runs_on(config, device_arch())) {  // the sm_90a ones off CC 9.0
       expect_refused<ConfigError>([&] { gemm(x, layer.weights, "L", GemmOptions{.config = config}); }, "needs 90");
     } else if (kernels::marlin_gemm_config(config).cluster > 1) {
       // One 128-column tile cannot pair up; with two, a grid of whole clusters only.
@@ -375,7 +375,9 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
         // H200 timed pairs slower on 32) and the 128-column tiles pair up, else alone (5).
         const std::int64_t column_tiles = (n + 127) / 128;
         const int tall = (m + 255) / 256 * column_tiles >= 64 && column_tiles % 2 == 0 ? 7 : 5;
-        EXPECT_EQ(plan.config, m <= 16 ? 0 : m <= 32 ? 1 : arch != 90 ? 2 : m <= 64 ? m64 : m <= 128 ? 4 : tall);
+        // m <= 32: the 16- and 32-row mma.sync tiles, on CC 9.0 fed by TMA (configurations 8, 9).
+        const int small = (m <= 16 ? 0 : 1) + (arch == 90 ? 8 : 0);
+        EXPECT_EQ(plan.config, m <= 32 ? small : arch != 90 ? 2 : m <= 64 ? m64 : m <= 128 ? 4 : tall);
         EXPECT_TRUE(kernels::marlin_gemm_config_runs_on(plan.config, arch));
         EXPECT_GE(plan.blocks, 1);
         EXPECT_EQ(plan.blocks % kernels::marlin_gemm_config(plan.config).cluster, 0);
@@ -463,6 +465,9 @@ TEST(MarlinGemm, LaunchersRefuseArgumentsOutsideTheirRules) {
   valid.n = valid.n_pad = 128;
   valid.group_size = 128;
   valid.plan = kernels::MarlinGemmPlan{0, 1};
+  int paired = 0;  // the clustered configuration (CTA pairs)
+  while (paired < kernels::marlin_gemm_config_count() && kernels::marlin_gemm_config(paired).cluster != 2) ++paired;
+  ASSERT_LT(paired, kernels::marlin_gemm_config_count());
   using Break = std::pair<const char*, std::function<void(kernels::MarlinGemmArgs&)>>;
   const Break breaks[] = {
       {"null a", [](auto& x) { x.a = nullptr; }},
@@ -479,16 +484,15 @@ TEST(MarlinGemm, LaunchersRefuseArgumentsOutsideTheirRules) {
       {"no such configuration", [](auto& x) { x.plan.config = kernels::marlin_gemm_config_count(); }},
       {"zero blocks", [](auto& x) { x.plan.blocks = 0; }},
       {"more blocks than units", [](auto& x) { x.plan.blocks = 1 << 20; }},
-      // A clustered configuration (the last one): n = 128 is one column tile, which does not pair up; with two,
-      // a grid of half a cluster.
-      {"an odd count of column tiles in pairs", [](auto& x) { x.plan = {kernels::marlin_gemm_config_count() - 1, 2}; }},
+      // The clustered configuration: n = 128 is one column tile, which does not pair up; with two, a grid of half a
+      // cluster.
+      {"an odd count of column tiles in pairs", [&](auto& x) { x.plan = {paired, 2}; }},
       {"half a cluster",
-       [](auto& x) {
+       [&](auto& x) {
          x.n = x.n_pad = 256;
-         x.plan = {kernels::marlin_gemm_config_count() - 1, 1};
+         x.plan = {paired, 1};
        }},
   };
-  ASSERT_EQ(kernels::marlin_gemm_config(kernels::marlin_gemm_config_count() - 1).cluster, 2);
   for (const auto& [what, breaking] : breaks) {
     kernels::MarlinGemmArgs args = valid;
     breaking(args);

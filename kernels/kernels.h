@@ -125,10 +125,11 @@ namespace qh::kernels {
 // rows must hold code 8) and n smaller than n_pad (padded columns are never written).
 //
 // A configuration is one compiled block tile: (16 m_tiles) x (64 n_chunks) outputs, bk inputs per pipeline stage;
-// the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory (the wgmma ones:
-// two consumer warpgroups own one or two 64-column chunks each over all of k, the tile's rows being the N of the
-// transposed product C^T = W^T A^T, and end a tile from their registers; a producer warpgroup fills the stages by
-// TMA and bulk copies, handshaking per stage through mbarriers instead of block-wide barriers). The grid is
+// the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory (on CC 9.0 the
+// m <= 32 tiles are fed by a producer warp through TMA and bulk copies, handshaking per stage through mbarriers
+// instead of block-wide barriers; the wgmma ones: two consumer warpgroups own one or two 64-column chunks each over
+// all of k, the tile's rows being the N of the transposed product C^T = W^T A^T, and end a tile from their
+// registers, fed the same way by a producer warpgroup). The grid is
 // persistent and stream-K: the tiles x stages units of work are cut into `blocks` equal ranges, one per block, so
 // each block moves the same bytes whatever the shape (no partial last wave, no second kernel). A tile shared by
 // several blocks is summed by the last of them to arrive, in block order (deterministic), through float32 parts in
@@ -139,11 +140,14 @@ struct MarlinGemmConfig {
   int bk = 128;
   int stages = 4;     // cp.async pipeline depth
   int min_units = 1;  // units a block of the plan gets at least (fewer parts per tile through the workspace)
-  int arch = 80;      // 80: mma.sync, runs on sm_80 and later; 90: wgmma (sm_90a machine code), CC 9.0 only
+  // 80: mma.sync fed by cp.async, runs on sm_80 and later; 90: sm_90a machine code, CC 9.0 only, fed by a producer
+  // through TMA and bulk copies into mbarrier stages (the consumers never meet at a block-wide barrier)
+  int arch = 80;
   // CTAs per cluster (wgmma only): 2 pairs adjacent column tiles, which share their rows of A: each CTA of the pair
   // loads half of the stage's A for both (TMA multicast), halving A's reads of L2. The grid is then a multiple of
   // it, and so must be the column tiles.
   int cluster = 1;
+  bool wgmma = false;  // arch 90: warpgroup MMA consumers; else the 8 mma.sync warps of the arch 80 tiles
 };
 int marlin_gemm_config_count();
 MarlinGemmConfig marlin_gemm_config(int index);
@@ -157,13 +161,14 @@ struct MarlinGemmPlan {
   int blocks = 1;  // grid size: 1 .. marlin_gemm_max_blocks
 };
 // The plan for a shape on a GPU with `sm_count` multiprocessors of compute capability `arch`: the smallest block
-// tile that holds m rows (<= 16, <= 32, more; on CC 9.0 the wgmma ones: <= 64, <= 128, more, the last 256 x 128
-// instead of 128 x 256: half the dequantization per product, in CTA pairs sharing A where there are many tiles and
-// the column tiles pair up; for m <= 64, 64 x 128 at two blocks per SM where 64 x 256 tiles would leave each SM
-// few stages of work, else 64 x 256); then, when at least two blocks (clusters) per tile are resident at once (at
-// most 2 blocks per SM), every tile cut into the same number of parts (ranges on tile boundaries), else, when A
-// outgrows the L2, whole tiles per block, else stream-K over the resident blocks (clusters); never more blocks than
-// the shape allows or than leave each block the configuration's min_units.
+// tile that holds m rows (<= 16, <= 32, more; on CC 9.0 the TMA-fed <= 16 and <= 32 ones, then the wgmma ones:
+// <= 64, <= 128, more, the last 256 x 128 instead of 128 x 256: half the dequantization per product, in CTA pairs
+// sharing A where there are many tiles and the column tiles pair up; for m <= 64, 64 x 128 at two blocks per SM
+// where 64 x 256 tiles would leave each SM few stages of work, else 64 x 256); then, when at least two blocks
+// (clusters) per tile are resident at once (at most 2 blocks per SM), every tile cut into the same number of parts
+// (ranges on tile boundaries), else, when A outgrows the L2, whole tiles per block, else stream-K over the resident
+// blocks (clusters); never more blocks than the shape allows or than leave each block the configuration's
+// min_units.
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
                                 int arch);
 // Pipeline stages over k of configuration `config` (the units of one tile).

@@ -13,16 +13,18 @@
 
 #include "kernels/kernels.h"
 #include "kernels/marlin_gemm_common.cuh"
+#include "kernels/marlin_gemm_tma.cuh"
 #include "kernels/marlin_gemm_wgmma.cuh"
 
 namespace qh::kernels {
 
 namespace {
 
-using namespace marlin;  // the pieces both kernels share, and the wgmma kernel
+using namespace marlin;  // the pieces the kernels share, the Hopper feed and the wgmma kernel
 
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = kThreads / 32;
+static_assert(kConsumers == kThreads, "the TMA-fed tiles compute as the cp.async ones do");
 
 // Tuning knobs (perf/build_variant.sh -DQH_NAME=VALUE, timed by perf/run_variants.sh); the defaults are what it
 // measured best. H100, 2026-11-23: 6 or 8 stages for small m changed nothing; bk 128 instead of 64 for the 64 x 256
@@ -102,16 +104,24 @@ constexpr int kWarps = kThreads / 32;
 #define QH_WHOLE_TILES_MIN_A_MIB 32
 #endif
 
-// Each row is one compiled kernel per dtype (launch_typed lists the indices).
+// The largest m given the TMA-fed m <= 16 / m <= 32 tiles on CC 9.0 (configurations 8, 9) instead of the cp.async
+// ones (0, 1); 0 keeps every m on cp.async.
+#ifndef QH_TMA_SMALL_MAX_M
+#define QH_TMA_SMALL_MAX_M 32
+#endif
+
+// Each row is one compiled kernel per dtype (dispatch lists the indices).
 constexpr MarlinGemmConfig kConfigs[] = {
     {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 16: 16 x 128, 256 inputs per stage
     {2, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS},  // m <= 32
     {4, 4, QH_BIG_BK, QH_BIG_STAGES, QH_BIG_MIN_UNITS},  // larger m: 64 x 256 tiles, 2 warps split K per chunk
-    {4, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 64 on CC 9.0, large shapes: 64 x 256 on wgmma
-    {8, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 128 on CC 9.0: 128 x 256 tiles on wgmma
-    {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // larger m on CC 9.0: 256 x 128 tiles on wgmma
-    {4, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90},  // m <= 64 on CC 9.0, small shapes: 64 x 128, 2 per SM
-    {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90, 2},  // configuration 5 in CTA pairs sharing A
+    {4, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90, 1, true},  // m <= 64 on CC 9.0, large shapes: 64 x 256
+    {8, 4, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90, 1, true},  // m <= 128 on CC 9.0: 128 x 256 tiles
+    {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90, 1, true},  // larger m on CC 9.0: 256 x 128 tiles
+    {4, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90, 1, true},  // m <= 64 on CC 9.0, small shapes: 64 x 128
+    {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90, 2, true},  // configuration 5 in CTA pairs sharing A
+    {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 90},  // configuration 0 fed by TMA
+    {2, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 90},  // configuration 1 fed by TMA
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
@@ -155,12 +165,14 @@ __device__ __forceinline__ void with_constant(int v, F&& f) {
 
 template <int MT, int NC, int BK, int STAGES>
 struct Tile {
-  static constexpr int kBm = 16 * MT, kBn = 64 * NC;
+  static constexpr int kBm = 16 * MT, kNc = NC, kBn = 64 * NC, kBk = BK, kStages = STAGES;
   static constexpr int kKt = BK / 16;            // 16-row tiles per stage
   static constexpr int kKg = kWarps / NC;        // warps sharing a 64-column chunk (they split the stage's tiles)
   static constexpr int kPerWarp = kKt / kKg;
   static_assert(kWarps % NC == 0 && kPerWarp * kKg == kKt, "warps must split a stage's tiles evenly");
-  static constexpr int kA = kBm * BK / 8;        // 16-byte pieces per stage
+  // 16-byte pieces per stage. A is stored as BK / 64 boxes of kBm rows x 64 inputs, piece c of row r of a box at
+  // c ^ (r % 8) (the TMA's 128-byte swizzle): ldmatrix's 8 rows then hit 8 different banks.
+  static constexpr int kA = kBm * BK / 8;
   static constexpr int kB = kKt * NC * 32;
   static constexpr int kS = (BK / 32) * NC * 8;  // up to BK / 32 scale rows (group size 32)
   static constexpr int kStage = kA + kB + kS;
@@ -170,19 +182,61 @@ struct Tile {
   static constexpr int kPipelineBytes = (STAGES * kStage + kChannel) * 16;
   // The reduction buffer has its own space: the pipeline keeps loading the next tile's stages while a tile ends.
   static constexpr int kSmemBytes = kPipelineBytes + kReduceBytes;
+  static_assert(BK % 64 == 0, "whole A boxes");
 };
 
+// Blocks per SM of a TMA-fed tile: two where their shared memory fits in half of the SM's 228 KB (less the 1 KB per
+// block the driver keeps), as the cp.async tiles run, the consumers then at 104 registers (RegisterSplit; with one
+// producer warp instead of a warpgroup, 9 warps per block, five of the 18 share a quarter of the register file:
+// 96, at which ptxas spilled); else one (the 32-row tile, by its shared memory).
+template <int MT, int NC, int BK, int STAGES>
+__host__ __device__ constexpr int tma_blocks_per_sm() {
+  return 1024 + Tile<MT, NC, BK, STAGES>::kSmemBytes <= 113 * 1024 ? 2 : 1;
+}
+
 // Grouped: scales per group (p.group_size > 0) rather than one row per channel; a template parameter, so the loop
-// carries no branch between the two scale sources.
-template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
-__device__ __forceinline__ void marlin_gemm_body(const Params& p) {
+// carries no branch between the two scale sources. Tma (sm_90a): the stages are filled by a producer warp
+// (produce_stages, A through a_map) and handed over by mbarriers, where the cp.async pipeline has every thread copy
+// pieces and the block meet at a barrier per stage.
+template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped, bool Tma>
+__device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensorMap* a_map) {
   using G = Tile<MT, NC, BK, STAGES>;
-  constexpr int kStages = STAGES;
+  constexpr int kStages = G::kStages;
   using Pair = typename Elem<T>::Pair;
   extern __shared__ uint4 dynamic_smem[];
-  uint4* const smem = dynamic_smem;
+  uint4* const smem = Tma ? dynamic_smem + (1024 - smem_address(dynamic_smem) % 1024) % 1024 / 16 : dynamic_smem;
+  // A barrier over the threads that compute (fed by TMA the producer warp has left).
+  auto sync_block = [] {
+    if constexpr (Tma) {
+      sync_consumers();
+    } else {
+      __syncthreads();
+    }
+  };
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  const int chunk = warp % NC, kg = warp / NC;
+  // Fed by TMA, per stage buffer: its data landed (the producer's arrival and the copies' bytes); its data consumed
+  // (every consumer thread arrives: one arrival per warp after a __syncwarp was slower in the wgmma kernel and leaves
+  // racecheck unable to order the warp's reads before the refill). The producer warpgroup leaves here, before the
+  // consumers' set-up, which runs at their raised register count.
+  __shared__ std::uint64_t full[Tma ? kStages : 1], empty[Tma ? kStages : 1];
+  if constexpr (Tma) {
+    if (tid == 0) {
+      for (int s = 0; s < kStages; ++s) {
+        mbarrier_init(&full[s], 1);
+        mbarrier_init(&empty[s], kConsumers);
+      }
+      mbarrier_init_fence();
+    }
+    __syncthreads();
+    constexpr int kBlocks = tma_blocks_per_sm<MT, NC, BK, STAGES>();
+    if (tid >= kConsumers) {
+      setmaxnreg_dec<RegisterSplit<kBlocks>::kProducer>();
+      if (tid < kConsumers + 32) produce_stages<G, Grouped, 1, 32>(p, a_map, smem, full, empty, Walk<1>(p));
+      return;
+    }
+    setmaxnreg_inc<RegisterSplit<kBlocks>::kConsumer>();
+  }
+  const int chunk = warp % G::kNc, kg = warp / G::kNc;
   const std::int64_t blocks = gridDim.x, block = blockIdx.x;
   const std::int64_t u_begin = range_start(block, p.units, blocks), u_end = range_start(block + 1, p.units, blocks);
   const int scale_row = p.n_pad / 8;  // 16-byte pieces per scale row (n_pad 16-bit values)
@@ -200,7 +254,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
   static_assert(kThreads % (BK / 8) == 0 && G::kB % kThreads == 0 && kThreads % (NC * 32) == 0 && G::kS <= kThreads &&
                     kAPer <= 32,
                 "the copy geometry: whole rows of pieces per pass, at most 32 A pieces per thread");
-  const int a_r = tid / (BK / 8), a_c = tid % (BK / 8);
+  const int a_r = tid / (G::kBk / 8), a_c = tid % (G::kBk / 8);
   const int b_t = tid / (NC * 32), b_c = (tid / 32) % NC;
   const int s_r = tid / (NC * 8), s_c = (tid / 8) % NC;
   const std::int64_t a_step = std::int64_t(kARows) * p.k / 8;  // 16-byte pieces between a thread's A pieces
@@ -234,8 +288,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       if (G::kA % kThreads != 0 && j * kThreads + tid >= G::kA) break;
       const int r = a_r + j * kARows;
       const bool ok = (a_rows_ok >> j & 1u) && (full || k0 + 8 * a_c < p.k);
-      // XOR swizzle: ldmatrix rows hit 8 different banks.
-      cp_async16(sa + r * (BK / 8) + (a_c ^ (r % 8)), a_src, ok);
+      cp_async16(sa + (a_c / 8) * (G::kBm * 8) + r * 8 + ((a_c % 8) ^ (r % 8)), a_src, ok);  // the boxed layout
     }
     const uint4* b_src = b_tile + at.stage * b_stage_step;
 #pragma unroll
@@ -260,17 +313,26 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
   };
 
   // Where this thread reads in a stage, fixed for the kernel (the loop adds only the buffer's base): its B piece of
-  // tile t = kg + j kKg, that tile's scale piece (grouped) and its A piece for ldmatrix (row 16 mt + lane % 16 of
-  // the XOR-swizzled rows, piece 2 t + lane / 16), where the loop had recomputed them for every tile.
+  // tile t = kg + j kKg, that tile's scale piece (grouped) and its A piece for ldmatrix (row 16 mt + lane % 16, piece
+  // 2 t + lane / 16: in box 2 t / 8, swizzled), where the loop had recomputed them for every tile. With warps
+  // kKg = 4 (or 8) tiles apart, tile j's A piece is tile 0's plus whole boxes (kg < kKg: the swizzle does not change
+  // with j), an immediate of the ldmatrix: three registers fewer (the TMA-fed tile's consumers have 104).
   const int b_piece = G::kA + kg * NC * 32 + chunk * 32 + lane;
-  int s_piece[G::kPerWarp], a_piece[G::kPerWarp];
+  auto a_piece_at = [&](int t) {
+    return (t / 4) * (G::kBm * 8) + (lane % 16) * 8 + (((2 * t) % 8 + lane / 16) ^ (lane % 8));
+  };
+  constexpr bool kBoxStep = G::kKg % 4 == 0;
+  int s_piece[G::kPerWarp], a_piece[kBoxStep ? 1 : G::kPerWarp];
 #pragma unroll
   for (int j = 0; j < G::kPerWarp; ++j) {
     const int t = kg + j * G::kKg;
     const int srow = !Grouped || BK <= p.group_size ? 0 : (16 * t) >> p.group_shift;
     s_piece[j] = G::kA + G::kB + srow * NC * 8 + chunk * 8 + lane / 4;
-    a_piece[j] = (lane % 16) * (BK / 8) + ((2 * t + lane / 16) ^ (lane % 8));
+    if (!kBoxStep || j == 0) a_piece[kBoxStep ? 0 : j] = a_piece_at(t);
   }
+  auto a_piece_of = [&](int j) {
+    return kBoxStep ? a_piece[0] + j * (G::kKg / 4) * (G::kBm * 8) : a_piece[kBoxStep ? 0 : j];
+  };
 
   float acc[MT][8][4] = {};
   auto compute_stage = [&](const Cursor& at, int buf) {
@@ -284,7 +346,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
       const uint4 scales = Grouped ? stage_base[s_piece[j]] : channel[chunk * 8 + lane / 4];
       std::uint32_t frag_a[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(frag_a[mt], stage_base + 16 * mt * (BK / 8) + a_piece[j]);
+      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(frag_a[mt], stage_base + 16 * mt * 8 + a_piece_of(j));
       const std::uint32_t word[4] = {words.x, words.y, words.z, words.w};
       const std::uint32_t scale_words[4] = {scales.x, scales.y, scales.z, scales.w};
 #pragma unroll
@@ -306,8 +368,10 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
   // them in shared memory in warp order. A tile done by one block is written out; otherwise the part goes to its
   // workspace slot (block + tile: unique, as both only grow along the ranges) and the last block of the tile to
   // arrive adds all parts in block order (deterministic: the same order whichever arrives last), adds the bias,
-  // rounds once and writes the output.
+  // rounds once and writes the output. Fed by TMA, the consumers first meet: some may still be writing out the last
+  // tile from the reduction buffer (the cp.async loop's barrier per stage orders that).
   auto finish_tile = [&](const Cursor& at) {
+    if constexpr (Tma) sync_block();
     for (int g = 0; g < G::kKg; ++g) {
       if (kg == g) {
 #pragma unroll
@@ -325,7 +389,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
           }
         }
       }
-      __syncthreads();
+      sync_block();
     }
     const std::int64_t t = at.t;
     const TileParts tile = tile_parts_of(p, t, p.units, gridDim.x);
@@ -350,7 +414,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
     float4* const workspace = reinterpret_cast<float4*>(p.workspace);
     for (int q = tid; q < kQuads; q += kThreads) workspace[(block + t) * kQuads + q] = red_quad(q);
-    if (!last_to_arrive(p, t, tile.parts, [] { __syncthreads(); })) return;
+    if (!last_to_arrive(p, t, tile.parts, sync_block)) return;
     // The parts in block order, each thread with a batch of up to 4 quads in flight per part (and, for the small
     // tiles, 4 parts at once): summing element by element made a chain of L2 round trips, 64 per part and thread for
     // the 64 x 256 tile, now 4 (its accumulators leave no registers for 4 parts at once: that spilled).
@@ -370,52 +434,88 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p) {
     }
   };
 
-  // Two cursors over this block's units: the one being loaded runs kAhead stages ahead of the one being computed
-  // (it refills the buffer computed in the previous iteration).
-  constexpr int kAhead = kStages - 1;
-  static_assert(kAhead >= 1, "at least one stage in flight");
   const std::int64_t count = u_end - u_begin;
-  Cursor loading = cursor_at(u_begin, p, G::kBm, G::kBn), computing = loading;
-  enter_tile(loading);
-  auto load_next = [&](int buf) {
-    load_stage(loading, buf);
-    advance(loading, p, G::kBm, G::kBn);
-    if (loading.stage == 0) enter_tile(loading);
-  };
-  for (int i = 0; i < kAhead; ++i) {
-    if (i < count) load_next(i);
-    cp_async_commit();
-  }
-  // One iteration with its buffer a constant (a copy of the body per buffer, chosen by with_constant): every
-  // shared-memory address in it is then a per-thread register plus an immediate. The buffer refilled is the one
-  // computed in the previous iteration.
-  auto iteration = [&](std::int64_t i, auto buffer) {
-    constexpr int buf = decltype(buffer)::value, load_buf = (buf + kAhead) % kStages;
-    cp_async_wait<kAhead - 1>();
-    __syncthreads();  // stage data visible to all; every warp is done with the buffer refilled next
-    if (i + kAhead < count) load_next(load_buf);
-    cp_async_commit();
-    if (!Grouped && (i == 0 || computing.stage == 0)) {  // a new tile: its per-channel scales
-      load_channel_scales(computing.n0);
-      __syncthreads();
+  Cursor computing = cursor_at(u_begin, p, G::kBm, G::kBn);
+  if constexpr (Tma) {
+    int buf = 0;
+    unsigned phase = 0;
+    for (std::int64_t i = 0; i < count; ++i) {
+      if (!Grouped && (i == 0 || computing.stage == 0)) {  // a new tile: its per-channel scales, once all are done
+        sync_block();                                      // with the last tile's
+        load_channel_scales(computing.n0);
+        sync_block();
+      }
+      with_constant<kStages>(buf, [&](auto buffer) {  // the buffer a constant, as in the cp.async loop below
+        constexpr int b = decltype(buffer)::value;
+        mbarrier_wait(&full[b], phase);
+        compute_stage(computing, b);
+        mbarrier_arrive(&empty[b]);
+      });
+      if (++buf == kStages) {
+        buf = 0;
+        phase ^= 1u;
+      }
+      if (i + 1 == count || computing.stage + 1 == p.stages) finish_tile(computing);
+      advance(computing, p, G::kBm, G::kBn);
     }
-    compute_stage(computing, buf);
-  };
-  int buf = 0;
-  for (std::int64_t i = 0; i < count; ++i) {
-    with_constant<kStages>(buf, [&](auto buffer) { iteration(i, buffer); });
-    buf = buf + 1 == kStages ? 0 : buf + 1;
-    if (i + 1 == count || computing.stage + 1 == p.stages) {
-      finish_tile(computing);
+  } else {
+    // Two cursors over this block's units: the one being loaded runs kAhead stages ahead of the one being computed
+    // (it refills the buffer computed in the previous iteration).
+    constexpr int kAhead = kStages - 1;
+    static_assert(kAhead >= 1, "at least one stage in flight");
+    Cursor loading = computing;
+    enter_tile(loading);
+    auto load_next = [&](int buf) {
+      load_stage(loading, buf);
+      advance(loading, p, G::kBm, G::kBn);
+      if (loading.stage == 0) enter_tile(loading);
+    };
+    for (int i = 0; i < kAhead; ++i) {
+      if (i < count) load_next(i);
+      cp_async_commit();
     }
-    advance(computing, p, G::kBm, G::kBn);
+    // One iteration with its buffer a constant (a copy of the body per buffer, chosen by with_constant): every
+    // shared-memory address in it is then a per-thread register plus an immediate. The buffer refilled is the one
+    // computed in the previous iteration.
+    auto iteration = [&](std::int64_t i, auto buffer) {
+      constexpr int buf = decltype(buffer)::value, load_buf = (buf + kAhead) % kStages;
+      cp_async_wait<kAhead - 1>();
+      __syncthreads();  // stage data visible to all; every warp is done with the buffer refilled next
+      if (i + kAhead < count) load_next(load_buf);
+      cp_async_commit();
+      if (!Grouped && (i == 0 || computing.stage == 0)) {  // a new tile: its per-channel scales
+        load_channel_scales(computing.n0);
+        __syncthreads();
+      }
+      compute_stage(computing, buf);
+    };
+    int buf = 0;
+    for (std::int64_t i = 0; i < count; ++i) {
+      with_constant<kStages>(buf, [&](auto buffer) { iteration(i, buffer); });
+      buf = buf + 1 == kStages ? 0 : buf + 1;
+      if (i + 1 == count || computing.stage + 1 == p.stages) {
+        finish_tile(computing);
+      }
+      advance(computing, p, G::kBm, G::kBn);
+    }
+    cp_async_wait<0>();
   }
-  cp_async_wait<0>();
 }
 
 template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
 __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
-  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped>(p);
+  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped, false>(p, nullptr);
+}
+
+// The same tiles fed by TMA (sm_90a; a trap elsewhere, where the host never launches it).
+template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
+__global__ void __launch_bounds__(kFedThreads, (tma_blocks_per_sm<MT, NC, BK, STAGES>()))
+    marlin_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
+#if QH_SM90A
+  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped, true>(tp.p, &tp.a_map);
+#else
+  __trap();
+#endif
 }
 
 __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, const std::int32_t* __restrict__ perm,
@@ -429,24 +529,29 @@ __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, cons
 template <typename T, int Config, bool Grouped>
 auto* kernel_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
-  if constexpr (c.arch == 90) {
+  static_assert(c.arch == 90 || (!c.wgmma && c.cluster == 1), "wgmma and clusters: CC 9.0 only");
+  if constexpr (c.wgmma) {
     static_assert(c.bk == 64, "the wgmma tiles: 64 inputs per stage");
     return marlin::marlin_gemm_wgmma_kernel<T, c.m_tiles, c.n_chunks, c.stages, Grouped, c.cluster>;
+  } else if constexpr (c.arch == 90) {
+    static_assert(c.cluster == 1, "the TMA-fed mma.sync tiles: single CTAs");
+    return marlin_gemm_tma_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
   } else {
     return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
   }
 }
 
-template <int Config>
-constexpr int threads_of() {
-  return kConfigs[Config].arch == 90 ? kWgmmaThreads : kThreads;
+constexpr int threads_of(const MarlinGemmConfig& c) {
+  return c.arch == 90 ? kFedThreads : kThreads;
 }
 
 template <typename T, int Config>
 int smem_bytes_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
-  if constexpr (c.arch == 90) {
+  if constexpr (c.wgmma) {
     return marlin::WgmmaTile<c.m_tiles, c.n_chunks, c.stages>::kSmemBytes;
+  } else if constexpr (c.arch == 90) {  // fed by TMA: the base rounded up to 1024 bytes (the swizzled boxes)
+    return 1024 + Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>::kSmemBytes;
   } else {
     return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>::kSmemBytes;
   }
@@ -500,12 +605,12 @@ KernelSetup setup_of(int device) {
       setup->error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     }
     if (setup->error == cudaSuccess) {
-      setup->error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&setup->blocks_per_sm, kernel, threads_of<Config>(),
-                                                                   smem);
+      setup->error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&setup->blocks_per_sm, kernel,
+                                                                   threads_of(kConfigs[Config]), smem);
     }
     constexpr int kCluster = kConfigs[Config].cluster;
     if (setup->error == cudaSuccess && kCluster > 1) {
-      const ClusterLaunch launch(kCluster, kCluster, threads_of<Config>(), smem, nullptr);
+      const ClusterLaunch launch(kCluster, kCluster, threads_of(kConfigs[Config]), smem, nullptr);
       setup->error = cudaOccupancyMaxActiveClusters(&setup->max_clusters, kernel, &launch.config);
     }
   }
@@ -533,6 +638,8 @@ cudaError_t dispatch(int config, F&& f) {
     case 5: return with_kernel<T, 5, Grouped>(f);
     case 6: return with_kernel<T, 6, Grouped>(f);
     case 7: return with_kernel<T, 7, Grouped>(f);
+    case 8: return with_kernel<T, 8, Grouped>(f);
+    case 9: return with_kernel<T, 9, Grouped>(f);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -561,8 +668,9 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encoder;
 }
 
-// A ([m, k] 16-bit, rows k elements apart) for the wgmma kernel's TMA: boxes of 64 inputs x box_rows rows in the
-// 128-byte swizzle the wgmma descriptor reads, elements outside the matrix read as zero (FLOAT_OOB_FILL_NONE).
+// A ([m, k] 16-bit, rows k elements apart) for the Hopper kernels' TMA: boxes of 64 inputs x box_rows rows in the
+// 128-byte swizzle that the wgmma descriptor and the mma.sync tiles' ldmatrix read, elements outside the matrix
+// read as zero (FLOAT_OOB_FILL_NONE).
 cudaError_t encode_a_map(CUtensorMap* map, const void* a, std::int64_t m, std::int64_t k, int box_rows) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return cudaErrorNotSupported;
@@ -625,7 +733,8 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
                                 int arch) {
   MarlinGemmPlan plan;
   if (m <= 32) {
-    plan.config = m <= 16 ? 0 : 1;
+    const bool tma = arch == 90 && m <= QH_TMA_SMALL_MAX_M;
+    plan.config = (m <= 16 ? 0 : 1) + (tma ? 8 : 0);
   } else if (arch != 90 || m < QH_WGMMA_MIN_M) {
     plan.config = 2;
   } else {
@@ -699,17 +808,17 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
   p.n_tiles = int(column_tiles(plan.config, args.n));
   p.units = marlin_gemm_tiles(plan.config, args.m, args.n) * p.stages;
   return dispatch(args.dtype, plan.config, p.group_size > 0, [&](auto* kernel, int smem, const KernelSetup&) {
-    if constexpr (std::is_same_v<decltype(kernel), void (*)(WgmmaParams)>) {
-      WgmmaParams wp{};
-      wp.p = p;
-      const int cluster = kConfigs[plan.config].cluster;
+    if constexpr (std::is_same_v<decltype(kernel), void (*)(TmaParams)>) {
+      TmaParams tp{};
+      tp.p = p;
+      const int cluster = kConfigs[plan.config].cluster, threads = threads_of(kConfigs[plan.config]);
       const int box_rows = 16 * kConfigs[plan.config].m_tiles / cluster;  // each CTA of a cluster loads its share
-      if (const cudaError_t e = encode_a_map(&wp.a_map, args.a, args.m, args.k, box_rows); e != cudaSuccess) return e;
+      if (const cudaError_t e = encode_a_map(&tp.a_map, args.a, args.m, args.k, box_rows); e != cudaSuccess) return e;
       if (cluster > 1) {
-        const ClusterLaunch launch(cluster, unsigned(plan.blocks), kWgmmaThreads, smem, stream);
-        if (const cudaError_t e = cudaLaunchKernelEx(&launch.config, kernel, wp); e != cudaSuccess) return e;
+        const ClusterLaunch launch(cluster, unsigned(plan.blocks), threads, smem, stream);
+        if (const cudaError_t e = cudaLaunchKernelEx(&launch.config, kernel, tp); e != cudaSuccess) return e;
       } else {
-        kernel<<<unsigned(plan.blocks), kWgmmaThreads, smem, stream>>>(wp);
+        kernel<<<unsigned(plan.blocks), threads, smem, stream>>>(tp);
       }
     } else {
       kernel<<<unsigned(plan.blocks), kThreads, smem, stream>>>(p);

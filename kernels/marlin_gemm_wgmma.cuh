@@ -1,25 +1,13 @@
 // The Hopper path of the Marlin GEMM (sm_90a; included by marlin_gemm.cu only): 64 x 256, 128 x 256 and 256 x 128
-// output tiles on warpgroup MMA, fed by a producer warpgroup through the Tensor Memory Accelerator and bulk copies
-// into mbarrier-guarded stages, so the two consumer warpgroups never meet at a block-wide barrier and drift apart
-// freely (the warp-specialized pipeline of CUTLASS's sm90 kernels, a design fact used here, not its code). Facts used
-// from the PTX ISA: the wgmma forms, the shared-memory matrix descriptor, the 128-byte swizzle, the mbarrier,
-// setmaxnreg and cp.async.bulk instructions.
+// output tiles on warpgroup MMA, fed by a producer warpgroup (marlin_gemm_tma.cuh), so the two consumer warpgroups
+// never meet at a block-wide barrier and drift apart freely. Facts used from the PTX ISA: the wgmma forms, the
+// shared-memory matrix descriptor's bit fields, the 128-byte swizzle, setmaxnreg.
 #pragma once
 
-#include <cuda.h>  // CUtensorMap (a type only: the host encodes it through the runtime's driver entry point)
-
 #include "kernels/marlin_gemm_common.cuh"
+#include "kernels/marlin_gemm_tma.cuh"
 
 namespace qh::kernels::marlin {
-
-// Hopper (sm_90a) warpgroup MMA, used by the m > 32 configurations on CC 9.0 (PTX ISA, "Asynchronous Warpgroup Level
-// Matrix Multiply-Accumulate"; facts used: the instruction forms, the shared-memory matrix descriptor's bit fields and
-// the 128-byte swizzle). Compiled for sm_90a only; other targets get a trap (the host never launches it there).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define QH_WGMMA 1
-#else
-#define QH_WGMMA 0
-#endif
 
 // Descriptor of a K-major operand tile in shared memory with the 128-byte swizzle: rows of 64 16-bit inputs (128 B),
 // 16-byte piece c of row r stored at piece c ^ (r % 8) (the layout the A copy writes), 8-row atoms of 1024 B that
@@ -33,18 +21,18 @@ __device__ __forceinline__ std::uint64_t kmajor_sw128_desc(const void* smem) {
 }
 
 __device__ __forceinline__ void wgmma_fence() {
-#if QH_WGMMA
+#if QH_SM90A
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #endif
 }
 __device__ __forceinline__ void wgmma_commit() {
-#if QH_WGMMA
+#if QH_SM90A
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
 template <int N>
 __device__ __forceinline__ void wgmma_wait() {
-#if QH_WGMMA
+#if QH_SM90A
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
@@ -107,7 +95,7 @@ template <typename T, int N>
 __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint32_t (&a)[4], std::uint64_t desc,
                                              int accumulate) {
   static_assert(N == 64 || N == 128 || N == 256, "the widths the wgmma tiles use");
-#if QH_WGMMA
+#if QH_SM90A
   constexpr bool kHalf = std::is_same_v<T, __half>;
   if constexpr (N == 64 && kHalf) {
     QH_WGMMA_M64N64K16("f16");
@@ -137,126 +125,15 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint3
 #undef QH_R64_95
 #undef QH_R96_127
 
-__device__ __forceinline__ unsigned smem_address(const void* p) { return unsigned(__cvta_generic_to_shared(p)); }
-
-// mbarriers in shared memory (PTX ISA "Parallel Synchronization and Communication Instructions: mbarrier"). A phase
-// completes when its expected arrivals have arrived and, for a transaction barrier, its expected bytes have landed;
-// waiting on parity P returns once the phase of that parity has completed.
-__device__ __forceinline__ void mbarrier_init(std::uint64_t* bar, unsigned arrivals) {
-#if QH_WGMMA
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_address(bar)), "r"(arrivals) : "memory");
-#endif
-}
-// The initialized barriers, visible to the async proxy (the copies' completions) as well.
-__device__ __forceinline__ void mbarrier_init_fence() {
-#if QH_WGMMA
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void mbarrier_arrive(std::uint64_t* bar) {
-#if QH_WGMMA
-  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
-#endif
-}
-// The producer's arrival, announcing the bytes its copies will bring in this phase.
-__device__ __forceinline__ void mbarrier_arrive_expect_tx(std::uint64_t* bar, unsigned bytes) {
-#if QH_WGMMA
-  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)),
-               "r"(bytes)
-               : "memory");
-#endif
-}
-// The same arrival on the barrier at bar's offset in CTA `rank` of the cluster (this one's or a peer's). Release at
-// CTA scope, as CUTLASS's ClusterBarrier arrives on a peer (a fact used): what it orders are reads of this CTA's own
-// shared memory, complete (their values consumed) before the arrival; a cluster-scope release costs a MEMBAR.ALL.GPU
-// per arrival in the SASS, and the waits' cluster-scope acquire an L1 invalidation per poll.
-__device__ __forceinline__ void mbarrier_arrive_cluster(std::uint64_t* bar, unsigned rank) {
-#if QH_WGMMA
-  asm volatile(
-      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cta.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_address(bar)),
-      "r"(rank)
-      : "memory");
-#endif
-}
-__device__ __forceinline__ void mbarrier_wait(std::uint64_t* bar, unsigned parity) {
-#if QH_WGMMA
-  unsigned done = 0;
-  while (!done) {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(smem_address(bar)), "r"(parity)
-        : "memory");
-  }
-#endif
-}
-// Every thread of the cluster: the barriers initialized in each CTA are visible to the others before any copy or
-// arrival reaches them.
-__device__ __forceinline__ void cluster_sync() {
-#if QH_WGMMA
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-#endif
-}
-
-// A box of a 2-D tensor (the tensor map's box, at element coordinates x along the rows, y down them) into shared
-// memory by the Tensor Memory Accelerator, completing `bytes` on `bar`; elements outside the tensor read as zero.
-__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, std::uint64_t* bar) {
-#if QH_WGMMA
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-          smem_address(dst)),
-      "l"(map), "r"(x), "r"(y), "r"(smem_address(bar))
-      : "memory");
-#endif
-}
-// The same box into shared memory at dst's offset in every CTA of the cluster in `ctas` (a bit per rank), completing
-// its bytes on the barrier at bar's offset in each (TMA multicast: one read of L2 for all of them).
-__device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorMap* map, int x, int y,
-                                                      std::uint64_t* bar, std::uint16_t ctas) {
-#if QH_WGMMA
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
-      "%3}], [%4], %5;\n" ::"r"(smem_address(dst)),
-      "l"(map), "r"(x), "r"(y), "r"(smem_address(bar)), "h"(ctas)
-      : "memory");
-#endif
-}
-// `bytes` (a multiple of 16) contiguous bytes into shared memory, completing on `bar`.
-__device__ __forceinline__ void bulk_load(void* dst, const void* src, unsigned bytes, std::uint64_t* bar) {
-#if QH_WGMMA
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   smem_address(dst)),
-               "l"(src), "r"(bytes), "r"(smem_address(bar))
-               : "memory");
-#endif
-}
-
 // Two consumer warpgroups (each owns one or two 64-column chunks of the tile over all of k and ends the tile from
-// its registers) and a producer warpgroup, one thread of which issues the copies.
-constexpr int kWgmmaConsumers = 256;
-constexpr int kWgmmaThreads = kWgmmaConsumers + 128;
-
-template <int N>
-__device__ __forceinline__ void setmaxnreg_dec() {
-#if QH_WGMMA
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
-#endif
-}
-template <int N>
-__device__ __forceinline__ void setmaxnreg_inc() {
-#if QH_WGMMA
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
-#endif
-}
+// its registers) and the producer warpgroup (kFedThreads in all).
 
 // A tile of kBm rows x NC 64-column chunks; each consumer warpgroup owns kCpw = NC / 2 chunks. A stage: the tile's
 // A rows (kBm x 64 inputs, 128-byte swizzled: the TMA box), then the B pieces of its four 16-row tiles (kNc chunks
 // each, in the global order), then up to two rows of grouped scales (group size 32), padded to 1024 bytes.
 template <int MT, int NC, int STAGES>
 struct WgmmaTile {
-  static constexpr int kBm = 16 * MT, kNc = NC, kCpw = NC / 2, kBn = 64 * kNc, kBk = 64;
+  static constexpr int kBm = 16 * MT, kNc = NC, kCpw = NC / 2, kBn = 64 * kNc, kBk = 64, kStages = STAGES;
   static constexpr int kKt = kBk / 16;
   static constexpr int kA = kBm * kBk / 8;  // 16-byte pieces
   static constexpr int kB = kKt * kNc * 32;
@@ -266,99 +143,13 @@ struct WgmmaTile {
   // this padding.
   static constexpr int kSmemBytes = 1024 + STAGES * kStage * 16;
   // Blocks per SM: the 64 x 128 tile (32 accumulators per thread) fits two, so 16 consumer warps share an SM.
-  static constexpr int kBlocksPerSm = kBm * kBn <= 64 * 128 ? 2 : 1;
-  // setmaxnreg hands the producer's registers to the consumers. One block: 128 x 40 + 256 x 232 of the SM's 65,536
   // (288 threads with one producer warp would cap every thread at 224, too few for the 128-row tile's 128
-  // accumulators: ptxas serialized its wgmmas, C7512). Two: each launches at 80 (65,536 / 768, down to a multiple
-  // of 8) and keeps its 384 x 80: 128 x 24 + 256 x 104.
-  static constexpr int kProducerRegisters = kBlocksPerSm == 2 ? 24 : 40;
-  static constexpr int kConsumerRegisters = kBlocksPerSm == 2 ? 104 : 232;
+  // accumulators: ptxas serialized its wgmmas, C7512; RegisterSplit hands the producer's to the consumers.)
+  static constexpr int kBlocksPerSm = kBm * kBn <= 64 * 128 ? 2 : 1;
   static_assert((kBm == 64 || kBm == 128 || kBm == 256) && (NC == 2 || NC == 4),
                 "64, 128 or 256 rows (the wgmma's N, at most 256), one or two chunks per consumer warpgroup");
 };
 
-struct WgmmaParams {
-  Params p;
-  CUtensorMap a_map;  // A as a [m, k] 16-bit tensor, box 64 inputs x (kBm / cluster) rows, 128-byte swizzle
-};
-
-// A block's walk (cursor_at): with clusters of CLUSTER CTAs, cluster c = block / CLUSTER cuts the tiles / CLUSTER
-// walk steps (each a row of CLUSTER adjacent column tiles) into ranges like a block of a plain grid, and its CTA of
-// rank r takes column tile r of every step, so the CTAs of a cluster meet the same rows of A at the same stages.
-// The cluster's CTAs are consecutive blocks (a 1-D grid of 1-D clusters).
-template <int CLUSTER>
-struct Walk {
-  std::int64_t units, blocks, block;  // over walk steps: units, ranges (clusters), this CTA's range
-  int rank;
-  __device__ explicit Walk(const Params& p)
-      : units(p.units / CLUSTER), blocks(gridDim.x / CLUSTER), block(blockIdx.x / CLUSTER),
-        rank(int(blockIdx.x % CLUSTER)) {}
-  __device__ std::int64_t begin() const { return range_start(block, units, blocks); }
-  __device__ std::int64_t count() const { return range_start(block + 1, units, blocks) - begin(); }
-};
-
-// The producer (one thread): per unit of this block's range, wait for the stage buffer to be empty, announce its
-// bytes, and issue its copies: A by one TMA box (rows past m and inputs past k read as zero), B by one bulk copy per
-// 16-row tile that holds inputs (the tile's chunks are contiguous), grouped scales by one per scale row. Chunks past
-// n_pad and tiles past k are not copied: the consumers do not read them. In a cluster, the CTA of rank r loads rows
-// r kBm / CLUSTER .. of the A box into every CTA's stage (multicast), so each waits for every CTA's consumers to
-// release the buffer (the empty barrier counts them all) and each stage's full barrier expects the whole box.
-template <int MT, int NC, int STAGES, bool Grouped, int CLUSTER>
-__device__ __forceinline__ void produce_stages(const WgmmaParams& wp, uint4* smem, std::uint64_t* full,
-                                               std::uint64_t* empty, const Walk<CLUSTER>& walk) {
-  using G = WgmmaTile<MT, NC, STAGES>;
-  constexpr bool kCluster = CLUSTER > 1;
-  constexpr int kBoxRows = G::kBm / CLUSTER, kBoxPieces = G::kA / CLUSTER;
-  const Params& p = wp.p;
-  const std::int64_t b_row = p.n_pad / 2, scale_row = p.n_pad / 8;  // 16-byte pieces per B row, per scale row
-  const int scale_rows = Grouped ? (G::kBk > p.group_size ? G::kBk >> p.group_shift : 1) : 0;
-  const std::int64_t count = walk.count();
-  Cursor at = cursor_at(walk.begin(), p, G::kBm, G::kBn, CLUSTER, walk.rank);
-  int buf = 0;
-  unsigned phase = 0;
-  auto next_buffer = [&] {
-    if (++buf == STAGES) {
-      buf = 0;
-      phase ^= 1u;
-    }
-  };
-  for (std::int64_t i = 0; i < count; ++i) {
-    if (i >= STAGES) mbarrier_wait(&empty[buf], phase ^ 1u);  // the consumers' release of its last use
-    uint4* const sa = smem + buf * G::kStage;
-    uint4* const sb = sa + G::kA;
-    uint4* const ss = sb + G::kB;
-    const int chunks = min(G::kNc, (p.n_pad - at.n0) / 64);
-    const int k_tile0 = at.stage * G::kKt, b_tiles = min(G::kKt, p.k_tiles - k_tile0);
-    const int g0 = (at.stage * G::kBk) >> p.group_shift, s_rows = Grouped ? min(scale_rows, p.groups - g0) : 0;
-    mbarrier_arrive_expect_tx(&full[buf], unsigned(G::kA + (b_tiles * 32 + s_rows * 8) * chunks) * 16u);
-    if constexpr (kCluster) {
-      tma_load_2d_multicast(sa + walk.rank * kBoxPieces, &wp.a_map, at.stage * G::kBk, at.m0 + walk.rank * kBoxRows,
-                            &full[buf], std::uint16_t((1u << CLUSTER) - 1u));
-    } else {
-      tma_load_2d(sa, &wp.a_map, at.stage * G::kBk, at.m0, &full[buf]);
-    }
-    const uint4* const b_src = p.b + std::int64_t(k_tile0) * b_row + (at.n0 / 64) * 32;
-    for (int t = 0; t < b_tiles; ++t) bulk_load(sb + t * G::kNc * 32, b_src + t * b_row, chunks * 512u, &full[buf]);
-    for (int r = 0; r < s_rows; ++r) {
-      bulk_load(ss + r * G::kNc * 8, p.s + (g0 + r) * scale_row + (at.n0 / 64) * 8, chunks * 128u, &full[buf]);
-    }
-    advance(at, p, G::kBm, G::kBn, CLUSTER);
-    next_buffer();
-  }
-  // In a cluster this CTA may exit only once the peers' consumers are done with its barriers: wait for the release
-  // of every buffer's last use (the peers' arrivals included), which also means no peer reads this CTA's copies.
-  if constexpr (kCluster) {
-    for (std::int64_t i = count; i < count + STAGES; ++i) {
-      if (i >= STAGES) mbarrier_wait(&empty[buf], phase ^ 1u);
-      next_buffer();
-    }
-  }
-}
-
-// A barrier over the two consumer warpgroups alone (the producer warpgroup has left): named barrier 1.
-__device__ __forceinline__ void sync_consumers() {
-  asm volatile("bar.sync 1, %0;\n" ::"n"(kWgmmaConsumers) : "memory");
-}
 
 // The consumers. The product is transposed, C^T = W^T A^T: warpgroup `group` owns 64-column chunks kCpw group ..
 // kCpw group + kCpw - 1 over all of the block's range; warp `quarter` of it holds (the wgmma layout) columns
@@ -477,11 +268,11 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   // the wgmma (zeroed, or summed into) makes nvcc join two values of it where the loop goes on, and ptxas then waits
   // for the in-flight products there every stage (C7517). A tile done by one block is written out; otherwise the
   // part goes to its workspace slot (CLUSTER (walk block + walk tile) + rank: unique, as both only grow along the
-  // ranges) as each thread's accumulators in register order (float4 quad j of chunk cc at
-  // (cc kAcc / 4 + j) kWgmmaConsumers + tid: whole 512-byte runs per warp), and the last block to arrive sums the parts in block order (deterministic: the same
-  // whichever arrives last), four quads at a time, and writes the outputs. Quad i of chunk cc holds output rows
-  // 8 i + 2 (l % 4) + {0, 1} (the transposed product's columns) at columns 16 quarter + l / 4 + {0, 8} of the chunk
-  // (its rows): accumulator 4 i + 2 e + h is row + h, column + 8 e.
+  // ranges) as each thread's accumulators in register order (float4 quad j of chunk cc at (cc kAcc / 4 + j)
+  // kConsumers + tid: whole 512-byte runs per warp), and the last block to arrive sums the parts in block order
+  // (deterministic: the same whichever arrives last), four quads at a time, and writes the outputs. Quad i of chunk
+  // cc holds output rows 8 i + 2 (l % 4) + {0, 1} (the transposed product's columns) at columns 16 quarter + l / 4 +
+  // {0, 8} of the chunk (its rows): accumulator 4 i + 2 e + h is row + h, column + 8 e.
   auto quad = [&](int cc, int i) {
     return make_float4(wacc[cc][4 * i], wacc[cc][4 * i + 1], wacc[cc][4 * i + 2], wacc[cc][4 * i + 3]);
   };
@@ -499,7 +290,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     fresh = true;
     const std::int64_t t = at.t, w = t / CLUSTER;  // the tile and its walk step
     const TileParts tile = tile_parts_of(p, w, walk.units, walk.blocks);
-    constexpr int kQuadsPer = kAcc / 4, kQuads = kCpw * kQuadsPer, kSlot = kQuads * kWgmmaConsumers;  // per thread
+    constexpr int kQuadsPer = kAcc / 4, kQuads = kCpw * kQuadsPer, kSlot = kQuads * kConsumers;  // per thread
     if (tile.parts == 1) {
 #pragma unroll
       for (int cc = 0; cc < kCpw; ++cc) {
@@ -513,7 +304,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
 #pragma unroll
     for (int cc = 0; cc < kCpw; ++cc) {
 #pragma unroll
-      for (int i = 0; i < kQuadsPer; ++i) slot[(cc * kQuadsPer + i) * kWgmmaConsumers] = quad(cc, i);
+      for (int i = 0; i < kQuadsPer; ++i) slot[(cc * kQuadsPer + i) * kConsumers] = quad(cc, i);
     }
     if (!last_to_arrive(p, t, tile.parts, sync_consumers)) return;
     const float4* const tile_parts = workspace + ((tile.first + w) * CLUSTER + walk.rank) * kSlot + tid;
@@ -528,7 +319,7 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
       for (std::int64_t part = 0; part < tile.parts; ++part) {
 #pragma unroll
         for (int b = 0; b < kBatch; ++b) {
-          add_to(sum[b], __ldcg(tile_parts + part * CLUSTER * kSlot + (q0 + b) * kWgmmaConsumers));
+          add_to(sum[b], __ldcg(tile_parts + part * CLUSTER * kSlot + (q0 + b) * kConsumers));
         }
       }
 #pragma unroll
@@ -559,9 +350,9 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
 // host launches it in clusters of that many CTAs (the dynamic shared memory starts at the same offset in each, so
 // the multicast copies land at the same stage offsets).
 template <typename T, int MT, int NC, int STAGES, bool Grouped, int CLUSTER>
-__global__ void __launch_bounds__(kWgmmaThreads, WgmmaTile<MT, NC, STAGES>::kBlocksPerSm)
-    marlin_gemm_wgmma_kernel(const __grid_constant__ WgmmaParams wp) {
-#if QH_WGMMA
+__global__ void __launch_bounds__(kFedThreads, WgmmaTile<MT, NC, STAGES>::kBlocksPerSm)
+    marlin_gemm_wgmma_kernel(const __grid_constant__ TmaParams wp) {
+#if QH_SM90A
   using G = WgmmaTile<MT, NC, STAGES>;
   static_assert(CLUSTER == 1 || CLUSTER == 2, "single CTAs or pairs");
   extern __shared__ uint4 dynamic_smem[];
@@ -570,7 +361,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, WgmmaTile<MT, NC, STAGES>::kBlo
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       mbarrier_init(&full[s], 1);  // the producer's arrival (with the copies' bytes)
-      mbarrier_init(&empty[s], kWgmmaConsumers * CLUSTER);  // every consumer of the cluster (release_pending)
+      mbarrier_init(&empty[s], kConsumers * CLUSTER);  // every consumer of the cluster (release_pending)
     }
     mbarrier_init_fence();
   }
@@ -580,12 +371,12 @@ __global__ void __launch_bounds__(kWgmmaThreads, WgmmaTile<MT, NC, STAGES>::kBlo
     __syncthreads();
   }
   const Walk<CLUSTER> walk(wp.p);
-  if (threadIdx.x >= kWgmmaConsumers) {
-    setmaxnreg_dec<G::kProducerRegisters>();
-    if (threadIdx.x == kWgmmaConsumers) produce_stages<MT, NC, STAGES, Grouped, CLUSTER>(wp, smem, full, empty, walk);
+  if (threadIdx.x >= kConsumers) {
+    setmaxnreg_dec<RegisterSplit<G::kBlocksPerSm>::kProducer>();
+    if (threadIdx.x == kConsumers) produce_stages<G, Grouped, CLUSTER, 1>(wp.p, &wp.a_map, smem, full, empty, walk);
     return;
   }
-  setmaxnreg_inc<G::kConsumerRegisters>();
+  setmaxnreg_inc<RegisterSplit<G::kBlocksPerSm>::kConsumer>();
   consume_stages<T, MT, NC, STAGES, Grouped, CLUSTER>(wp.p, smem, full, empty, walk);
 #else
   __trap();

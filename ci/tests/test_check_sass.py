@@ -48,3 +48,15 @@ def test_hopper_gemm_needs_hgmma_on_sm_90a_only():
         "sm_90a qh::marlin_gemm_wgmma_kernel<half>: expected UTMALDG instructions, found none"]
     # elsewhere it is a trap: nothing is required of it
     assert check_sass.check_kernel("sm_80", "qh::marlin_gemm_wgmma_kernel<half>", [("BPT.TRAP", "0x1")]) == []
+
+
+TMA_MMA = [("UTMALDG.2D", "[UR8], [UR4], desc[UR6]"), ("UBLKCP.S.G", "[UR10], [UR12], UR14"),
+           ("LDSM.16.M88.4", "R8, [R2]"), ("HMMA.16816.F32", "R12, R8, R20, R12")]
+
+
+def test_tma_fed_mma_sync_tiles_need_the_bulk_copies_on_sm_90a_only():
+    assert check_sass.check_kernel("sm_90a", "qh::marlin_gemm_tma_kernel<half>", TMA_MMA) == []
+    cp_async = [ins for ins in TMA_MMA if not ins[0].startswith("UBLKCP")]
+    assert check_sass.check_kernel("sm_90a", "qh::marlin_gemm_tma_kernel<half>", cp_async) == [
+        "sm_90a qh::marlin_gemm_tma_kernel<half>: expected UBLKCP instructions, found none"]
+    assert check_sass.check_kernel("sm_80", "qh::marlin_gemm_tma_kernel<half>", [("BPT.TRAP", "0x1")]) == []
