@@ -344,6 +344,10 @@ TEST(QuantizeConfigValidation, EachBadValueNamesKeyAndFile) {
       {R"({"bits": 4, "sym": true, "dynamic": {"-:.*\\66666666666666.mlp": {}}})", "dynamic", "back-reference"},
       {R"({"bits": 4, "sym": true, "dynamic": {"-:[\\6]x": {}}})", "dynamic", "back-reference"},
       {R"({"bits": 4, "sym": true, "dynamic": {"-:a{123456}": {}}})", "dynamic", "more than 4 digits"},
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:a{1,123456}": {}}})", "dynamic", "more than 4 digits"},
+      // Unclosed: the parser reads the count before it finds no '}' (fuzz_configs: a 40-digit one overflowed).
+      {R"({"bits": 4, "sym": true, "dynamic": {"-:x{77777777777777777777777777,.mlp": {}}})", "dynamic",
+       "more than 4 digits at offset 1"},
       // "x" and "+:x" are the same rule: which one wins would depend on key order.
       {R"({"bits": 4, "sym": true, "dynamic": {"x": {"bits": 8}, "+:x": {"bits": 2}}})", "dynamic", "twice"},
   };

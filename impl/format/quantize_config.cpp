@@ -387,8 +387,19 @@ struct PatternShape {
   std::string unsafe;       // the first quantifier on a quantifier or on a group with a choice in it, described
   std::string unparsable;   // the first construct libstdc++'s regex parser mishandles: a back-reference (a digit
                             // after '\\'; a long one overflows its int, which UBSan reports: fuzz_configs found it)
-                            // or a {m,n} count of more than 4 digits
+                            // or a count of more than 4 digits after a '{', closed or not (the parser reads the
+                            // number before it looks for the '}': fuzz_configs found a 40-digit one overflowing)
 };
+
+// Whether the digits and commas after the '{' at pattern[i] hold a run of more than 4 digits.
+bool long_count_at(std::string_view p, std::size_t i) {
+  std::size_t run = 0;
+  for (std::size_t j = i + 1; j < p.size() && (std::isdigit(static_cast<unsigned char>(p[j])) || p[j] == ','); ++j) {
+    run = p[j] == ',' ? 0 : run + 1;
+    if (run > 4) return true;
+  }
+  return false;
+}
 
 // The length of a quantifier starting at pattern[i] (0: none), and whether it repeats (more than one count).
 std::size_t quantifier_at(std::string_view p, std::size_t i, bool& repeats) {
@@ -410,16 +421,12 @@ PatternShape shape_of(std::string_view p) {
   std::vector<bool> holds_choice = {false};
   bool after_quantifier = false, last_group_choice = false, after_group = false;
   for (std::size_t i = 0; i < p.size(); ++i) {
+    if (p[i] == '{' && long_count_at(p, i) && s.unparsable.empty()) {
+      s.unparsable = "a repeat count of more than 4 digits at offset " + std::to_string(i);
+    }
     bool repeats = false;
     if (const std::size_t n = quantifier_at(p, i, repeats); n > 0) {
       const bool lazy = i + n < p.size() && p[i + n] == '?';
-      std::size_t run = 0;  // digits in a row inside {m,n}
-      for (char c : p.substr(i, n)) {
-        run = std::isdigit(static_cast<unsigned char>(c)) ? run + 1 : 0;
-        if (run > 4 && s.unparsable.empty()) {
-          s.unparsable = "a repeat count of more than 4 digits at offset " + std::to_string(i);
-        }
-      }
       if (after_quantifier && s.unsafe.empty()) s.unsafe = "a quantifier on a quantifier at offset " + std::to_string(i);
       if (after_group && last_group_choice && s.unsafe.empty()) {
         s.unsafe = "a quantifier on a group holding a quantifier or '|' at offset " + std::to_string(i);
