@@ -1,10 +1,10 @@
 // The Hopper feed of the Marlin GEMM's stages (sm_90a; included by marlin_gemm.cu and marlin_gemm_wgmma.cuh): a
-// producer thread fills each block's shared-memory stages through the Tensor Memory Accelerator (A) and bulk copies
-// (the weights and grouped scales), and mbarriers tell the consumers when a stage has landed and the producer when
-// it is free again, so the consumer warps never meet at a block-wide barrier (the warp-specialized pipeline of
-// CUTLASS's sm90 kernels, a design fact used here, not its code). It feeds the wgmma tiles and the small-m mma.sync
-// tiles on CC 9.0. Facts used from the PTX ISA: the mbarrier, cp.async.bulk and cp.async.bulk.tensor instructions
-// and the 128-byte swizzle of a tensor map.
+// producer (a thread or a warp) fills each block's shared-memory stages through the Tensor Memory Accelerator (A)
+// and bulk copies (the weights and grouped scales), and mbarriers tell the consumers when a stage has landed and the
+// producer when it is free again, so the consumer warps never meet at a block-wide barrier (the warp-specialized
+// pipeline of CUTLASS's sm90 kernels, a design fact used here, not its code). It feeds the wgmma tiles and the
+// small-m mma.sync tiles on CC 9.0. Facts used from the PTX ISA: the mbarrier, cp.async.bulk, cp.async.bulk.tensor
+// and setmaxnreg instructions and the 128-byte swizzle of a tensor map.
 #pragma once
 
 #include <cuda.h>  // CUtensorMap (a type only: the host encodes it through the runtime's driver entry point)

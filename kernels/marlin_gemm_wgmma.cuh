@@ -1,7 +1,7 @@
 // The Hopper path of the Marlin GEMM (sm_90a; included by marlin_gemm.cu only): 64 x 256, 128 x 256 and 256 x 128
 // output tiles on warpgroup MMA, fed by a producer warpgroup (marlin_gemm_tma.cuh), so the two consumer warpgroups
 // never meet at a block-wide barrier and drift apart freely. Facts used from the PTX ISA: the wgmma forms, the
-// shared-memory matrix descriptor's bit fields, the 128-byte swizzle, setmaxnreg.
+// shared-memory matrix descriptor's bit fields, the 128-byte swizzle.
 #pragma once
 
 #include "kernels/marlin_gemm_common.cuh"
