@@ -220,21 +220,9 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
   // consumers' set-up, which runs at their raised register count.
   __shared__ std::uint64_t full[Tma ? kStages : 1], empty[Tma ? kStages : 1];
   if constexpr (Tma) {
-    if (tid == 0) {
-      for (int s = 0; s < kStages; ++s) {
-        mbarrier_init(&full[s], 1);
-        mbarrier_init(&empty[s], kConsumers);
-      }
-      mbarrier_init_fence();
-    }
-    __syncthreads();
-    constexpr int kBlocks = tma_blocks_per_sm<MT, NC, BK, STAGES>();
-    if (tid >= kConsumers) {
-      setmaxnreg_dec<RegisterSplit<kBlocks>::kProducer>();
-      if (tid < kConsumers + 32) produce_stages<G, Grouped, 1, 32>(p, a_map, smem, full, empty, Walk<1>(p));
+    if (!start_fed_block<G, Grouped, 1, 32, tma_blocks_per_sm<MT, NC, BK, STAGES>()>(p, a_map, smem, full, empty)) {
       return;
     }
-    setmaxnreg_inc<RegisterSplit<kBlocks>::kConsumer>();
   }
   const int chunk = warp % G::kNc, kg = warp / G::kNc;
   const std::int64_t blocks = gridDim.x, block = blockIdx.x;
@@ -331,7 +319,11 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
     if (!kBoxStep || j == 0) a_piece[kBoxStep ? 0 : j] = a_piece_at(t);
   }
   auto a_piece_of = [&](int j) {
-    return kBoxStep ? a_piece[0] + j * (G::kKg / 4) * (G::kBm * 8) : a_piece[kBoxStep ? 0 : j];
+    if constexpr (kBoxStep) {
+      return a_piece[0] + j * (G::kKg / 4) * (G::kBm * 8);
+    } else {
+      return a_piece[j];
+    }
   };
 
   float acc[MT][8][4] = {};

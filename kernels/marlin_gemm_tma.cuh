@@ -252,4 +252,35 @@ __device__ __forceinline__ void produce_stages(const Params& p, const CUtensorMa
   }
 }
 
+// A fed block's start: thread 0 initializes the stage barriers (full: the producer's arrival, with the copies'
+// bytes; empty: every consumer thread of the cluster), the block, or the cluster, meets so that each CTA's barriers
+// are visible to every copy and arrival, and the roles split. The producer warpgroup hands its registers to the
+// consumers, LANES threads of its first warp issue the copies (produce_stages), and it returns false; the consumers
+// return true at their raised register count. BLOCKS: blocks per SM (RegisterSplit).
+template <typename G, bool Grouped, int CLUSTER, int LANES, int BLOCKS>
+__device__ __forceinline__ bool start_fed_block(const Params& p, const CUtensorMap* a_map, uint4* smem,
+                                                std::uint64_t* full, std::uint64_t* empty) {
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < G::kStages; ++s) {
+      mbarrier_init(&full[s], 1);
+      mbarrier_init(&empty[s], kConsumers * CLUSTER);
+    }
+    mbarrier_init_fence();
+  }
+  if constexpr (CLUSTER > 1) {
+    cluster_sync();
+  } else {
+    __syncthreads();
+  }
+  if (threadIdx.x >= kConsumers) {
+    setmaxnreg_dec<RegisterSplit<BLOCKS>::kProducer>();
+    if (threadIdx.x < kConsumers + LANES) {
+      produce_stages<G, Grouped, CLUSTER, LANES>(p, a_map, smem, full, empty, Walk<CLUSTER>(p));
+    }
+    return false;
+  }
+  setmaxnreg_inc<RegisterSplit<BLOCKS>::kConsumer>();
+  return true;
+}
+
 }  // namespace qh::kernels::marlin

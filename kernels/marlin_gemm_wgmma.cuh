@@ -358,25 +358,8 @@ __global__ void __launch_bounds__(kFedThreads, WgmmaTile<MT, NC, STAGES>::kBlock
   extern __shared__ uint4 dynamic_smem[];
   uint4* const smem = dynamic_smem + (1024 - smem_address(dynamic_smem) % 1024) % 1024 / 16;
   __shared__ std::uint64_t full[STAGES], empty[STAGES];  // per stage buffer: its data landed; its data consumed
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < STAGES; ++s) {
-      mbarrier_init(&full[s], 1);  // the producer's arrival (with the copies' bytes)
-      mbarrier_init(&empty[s], kConsumers * CLUSTER);  // every consumer of the cluster (release_pending)
-    }
-    mbarrier_init_fence();
-  }
-  if constexpr (CLUSTER > 1) {
-    cluster_sync();
-  } else {
-    __syncthreads();
-  }
+  if (!start_fed_block<G, Grouped, CLUSTER, 1, G::kBlocksPerSm>(wp.p, &wp.a_map, smem, full, empty)) return;
   const Walk<CLUSTER> walk(wp.p);
-  if (threadIdx.x >= kConsumers) {
-    setmaxnreg_dec<RegisterSplit<G::kBlocksPerSm>::kProducer>();
-    if (threadIdx.x == kConsumers) produce_stages<G, Grouped, CLUSTER, 1>(wp.p, &wp.a_map, smem, full, empty, walk);
-    return;
-  }
-  setmaxnreg_inc<RegisterSplit<G::kBlocksPerSm>::kConsumer>();
   consume_stages<T, MT, NC, STAGES, Grouped, CLUSTER>(wp.p, smem, full, empty, walk);
 #else
   __trap();
