@@ -361,7 +361,7 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
   const std::int64_t shapes[][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {8192, 8192}, {8192, 28672},
                                     {28672, 8192}, {320, 2736}, {28672, 4160}};
   for (const auto& [k, n] : shapes) {
-    for (std::int64_t m : {1, 16, 32, 64, 128, 129, 256, 1024}) {
+    for (std::int64_t m : {1, 8, 9, 16, 32, 64, 128, 129, 256, 1024}) {
       SCOPED_TRACE("M " + std::to_string(m) + " K " + std::to_string(k) + " N " + std::to_string(n));
       for (int arch : {80, 90}) {
         SCOPED_TRACE("CC " + std::to_string(arch));
@@ -375,8 +375,9 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
         // H200 timed pairs slower on 32) and the 128-column tiles pair up, else alone (5).
         const std::int64_t column_tiles = (n + 127) / 128;
         const int tall = (m + 255) / 256 * column_tiles >= 64 && column_tiles % 2 == 0 ? 7 : 5;
-        // m <= 32: the 16- and 32-row mma.sync tiles, on CC 9.0 fed by TMA (configurations 8, 9).
-        const int small = (m <= 16 ? 0 : 1) + (arch == 90 ? 8 : 0);
+        // m <= 32: the 16- and 32-row mma.sync tiles, on CC 9.0 fed by TMA (configurations 8, 9); m <= 8 the
+        // narrow 8-row tile (10 fed by TMA, 11 by cp.async).
+        const int small = m <= 8 ? (arch == 90 ? 10 : 11) : (m <= 16 ? 0 : 1) + (arch == 90 ? 8 : 0);
         EXPECT_EQ(plan.config, m <= 32 ? small : arch != 90 ? 2 : m <= 64 ? m64 : m <= 128 ? 4 : tall);
         EXPECT_TRUE(kernels::marlin_gemm_config_runs_on(plan.config, arch));
         EXPECT_GE(plan.blocks, 1);

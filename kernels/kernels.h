@@ -124,10 +124,11 @@ namespace qh::kernels {
 // larger m on CC 9.0), and each output is rounded once after the bias is added. k may be smaller than k_pad (padded
 // rows must hold code 8) and n smaller than n_pad (padded columns are never written).
 //
-// A configuration is one compiled block tile: (16 m_tiles) x (64 n_chunks) outputs, bk inputs per pipeline stage;
-// the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory (on CC 9.0 the
-// m <= 32 tiles are fed by a producer warp through TMA and bulk copies, handshaking per stage through mbarriers
-// instead of block-wide barriers; the wgmma ones: two consumer warpgroups own one or two 64-column chunks each over
+// A configuration is one compiled block tile: rows() x (64 n_chunks) outputs, bk inputs per pipeline stage;
+// the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory (m <= 8 takes an
+// 8-row tile that computes the transposed product, each weight word the mma's A operand and A's rows its n8 B
+// operand; on CC 9.0 the m <= 32 tiles are fed by a producer warp through TMA and bulk copies, handshaking per stage
+// through mbarriers instead of block-wide barriers; the wgmma ones: two consumer warpgroups own one or two 64-column chunks each over
 // all of k, the tile's rows being the N of the transposed product C^T = W^T A^T, and end a tile from their
 // registers, fed the same way by a producer warpgroup). The grid is
 // persistent and stream-K: the tiles x stages units of work are cut into `blocks` equal ranges, one per block, so
@@ -148,6 +149,10 @@ struct MarlinGemmConfig {
   // it, and so must be the column tiles.
   int cluster = 1;
   bool wgmma = false;  // arch 90: warpgroup MMA consumers; else the 8 mma.sync warps of the arch 80 tiles
+  // The 8-row mma.sync tile of m <= 8 (m_tiles 1), which computes the transposed product C^T = W^T A^T: one
+  // tensor-core product per weight word instead of two.
+  bool narrow = false;
+  constexpr int rows() const { return narrow ? 8 : 16 * m_tiles; }  // of the block tile
 };
 int marlin_gemm_config_count();
 MarlinGemmConfig marlin_gemm_config(int index);

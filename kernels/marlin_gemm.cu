@@ -104,6 +104,16 @@ static_assert(kConsumers == kThreads, "the TMA-fed tiles compute as the cp.async
 #define QH_WHOLE_TILES_MIN_A_MIB 32
 #endif
 
+// The largest m given the narrow tile (m <= 8, the transposed product; Tile); 0: none, m <= 16 takes the 16-row
+// tile. H200, 2026-12-02, M = 1 against the 16-row tile: 5-13 % faster on every shape (fp16 and bf16, group 128 and
+// per-channel; 28672 x 8192 56.4 -> 51.4 us). 4 stages (its smaller A leaves room for them at two blocks per SM,
+// which the 16-row tile lacks by 1 KB) timed within 2 % of 3 either way (per-channel 8192 x 28672 5 % slower), so it
+// keeps the 16-row tile's 3 and a third less shared memory.
+#ifndef QH_NARROW_MAX_M
+#define QH_NARROW_MAX_M 8
+#endif
+static_assert(QH_NARROW_MAX_M >= 0 && QH_NARROW_MAX_M <= 8, "the narrow tile has 8 rows");
+
 // The largest m given the TMA-fed m <= 16 / m <= 32 tiles on CC 9.0 (configurations 8, 9) instead of the cp.async
 // ones (0, 1); 0 keeps every m on cp.async.
 #ifndef QH_TMA_SMALL_MAX_M
@@ -122,6 +132,8 @@ constexpr MarlinGemmConfig kConfigs[] = {
     {16, 2, 64, QH_WGMMA_STAGES, QH_WGMMA_MIN_UNITS, 90, 2, true},  // configuration 5 in CTA pairs sharing A
     {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 90},  // configuration 0 fed by TMA
     {2, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 90},  // configuration 1 fed by TMA
+    {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 90, 1, false, true},  // m <= 8: 8 x 128, TMA
+    {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 80, 1, false, true},  // the same, cp.async
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
@@ -145,6 +157,10 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+__device__ __forceinline__ void ldmatrix_x2(std::uint32_t (&r)[2], const void* smem) {
+  const unsigned addr = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
 __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* smem) {
   const unsigned addr = unsigned(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -163,9 +179,17 @@ __device__ __forceinline__ void with_constant(int v, F&& f) {
   with_constant_of(v, f, std::make_integer_sequence<int, N>());
 }
 
-template <int MT, int NC, int BK, int STAGES>
+// NARROW: the 8-row tile of m <= 8 (MT 1), which computes the transposed product C^T = W^T A^T: per 16 x 16 weight
+// tile, the dequantized word is the m16n8k16 A operand (the 16 columns as its rows: the thread's B fragments of the
+// tile's halves 0 and 1 hold the elements of A-operand rows t / 4 and t / 4 + 8, so the registers only change
+// order), and the 8 rows of A are the n8 B operand (ldmatrix of 8 rows x 16 inputs, not transposed). One product
+// per word instead of two and half the accumulators, where the 16-row tile spends 15 of its 16 rows on zeros at
+// M = 1; a stage's A is half as large.
+template <int MT, int NC, int BK, int STAGES, bool NARROW>
 struct Tile {
-  static constexpr int kBm = 16 * MT, kNc = NC, kBn = 64 * NC, kBk = BK, kStages = STAGES;
+  static_assert(!NARROW || MT == 1, "the narrow tile has 8 rows");
+  static constexpr bool kNarrow = NARROW;
+  static constexpr int kMt = MT, kBm = NARROW ? 8 : 16 * MT, kNc = NC, kBn = 64 * NC, kBk = BK, kStages = STAGES;
   static constexpr int kKt = BK / 16;            // 16-row tiles per stage
   static constexpr int kKg = kWarps / NC;        // warps sharing a 64-column chunk (they split the stage's tiles)
   static constexpr int kPerWarp = kKt / kKg;
@@ -189,19 +213,19 @@ struct Tile {
 // block the driver keeps), as the cp.async tiles run, the consumers then at 104 registers (RegisterSplit; with one
 // producer warp instead of a warpgroup, 9 warps per block, five of the 18 share a quarter of the register file:
 // 96, at which ptxas spilled); else one (the 32-row tile, by its shared memory).
-template <int MT, int NC, int BK, int STAGES>
+template <typename G>
 __host__ __device__ constexpr int tma_blocks_per_sm() {
-  return 1024 + Tile<MT, NC, BK, STAGES>::kSmemBytes <= 113 * 1024 ? 2 : 1;
+  return 1024 + G::kSmemBytes <= 113 * 1024 ? 2 : 1;
 }
 
 // Grouped: scales per group (p.group_size > 0) rather than one row per channel; a template parameter, so the loop
 // carries no branch between the two scale sources. Tma (sm_90a): the stages are filled by a producer warp
 // (produce_stages, A through a_map) and handed over by mbarriers, where the cp.async pipeline has every thread copy
 // pieces and the block meet at a barrier per stage.
-template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped, bool Tma>
+template <typename T, typename G, bool Grouped, bool Tma>
 __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensorMap* a_map) {
-  using G = Tile<MT, NC, BK, STAGES>;
-  constexpr int kStages = G::kStages;
+  constexpr int MT = G::kMt, NC = G::kNc, BK = G::kBk, kStages = G::kStages;
+  constexpr bool kNarrow = G::kNarrow;
   using Pair = typename Elem<T>::Pair;
   extern __shared__ uint4 dynamic_smem[];
   uint4* const smem = Tma ? dynamic_smem + (1024 - smem_address(dynamic_smem) % 1024) % 1024 / 16 : dynamic_smem;
@@ -220,7 +244,7 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
   // consumers' set-up, which runs at their raised register count.
   __shared__ std::uint64_t full[Tma ? kStages : 1], empty[Tma ? kStages : 1];
   if constexpr (Tma) {
-    if (!start_fed_block<G, Grouped, 1, 32, tma_blocks_per_sm<MT, NC, BK, STAGES>()>(p, a_map, smem, full, empty)) {
+    if (!start_fed_block<G, Grouped, 1, 32, tma_blocks_per_sm<G>()>(p, a_map, smem, full, empty)) {
       return;
     }
   }
@@ -302,12 +326,14 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
 
   // Where this thread reads in a stage, fixed for the kernel (the loop adds only the buffer's base): its B piece of
   // tile t = kg + j kKg, that tile's scale piece (grouped) and its A piece for ldmatrix (row 16 mt + lane % 16, piece
-  // 2 t + lane / 16: in box 2 t / 8, swizzled), where the loop had recomputed them for every tile. With warps
-  // kKg = 4 (or 8) tiles apart, tile j's A piece is tile 0's plus whole boxes (kg < kKg: the swizzle does not change
-  // with j), an immediate of the ldmatrix: three registers fewer (the TMA-fed tile's consumers have 104).
+  // 2 t + lane / 16: in box 2 t / 8, swizzled; narrow, the x2 form: row lane % 8, piece 2 t + lane / 8 % 2), where
+  // the loop had recomputed them for every tile. With warps kKg = 4 (or 8) tiles apart, tile j's A piece is tile 0's
+  // plus whole boxes (kg < kKg: the swizzle does not change with j), an immediate of the ldmatrix: three registers
+  // fewer (the TMA-fed tile's consumers have 104).
   const int b_piece = G::kA + kg * NC * 32 + chunk * 32 + lane;
   auto a_piece_at = [&](int t) {
-    return (t / 4) * (G::kBm * 8) + (lane % 16) * 8 + (((2 * t) % 8 + lane / 16) ^ (lane % 8));
+    const int row = kNarrow ? lane % 8 : lane % 16, half = kNarrow ? lane / 8 % 2 : lane / 16;
+    return (t / 4) * (G::kBm * 8) + row * 8 + (((2 * t) % 8 + half) ^ (lane % 8));
   };
   constexpr bool kBoxStep = G::kKg % 4 == 0;
   int s_piece[G::kPerWarp], a_piece[kBoxStep ? 1 : G::kPerWarp];
@@ -326,7 +352,9 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
     }
   };
 
-  float acc[MT][8][4] = {};
+  // Per 16-row tile of A, the sums of the chunk's 8-column halves (the transposed product: of its 16-column tiles).
+  constexpr int kSums = kNarrow ? 4 : 8;
+  float acc[MT][kSums][4] = {};
   auto compute_stage = [&](const Cursor& at, int buf) {
     const uint4* const stage_base = smem + buf * G::kStage;
     if (at.n0 + 64 * chunk >= p.n_pad) return;
@@ -336,9 +364,13 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
       if (kg + j * G::kKg >= tiles_left) break;  // tiles are in increasing order
       const uint4 words = stage_base[b_piece + j * G::kKg * NC * 32];
       const uint4 scales = Grouped ? stage_base[s_piece[j]] : channel[chunk * 8 + lane / 4];
-      std::uint32_t frag_a[MT][4];
+      std::uint32_t frag_a[MT][4], frag_b[2];  // A as the mma's A operand; narrow, as its B operand
+      if constexpr (kNarrow) {
+        ldmatrix_x2(frag_b, stage_base + a_piece_of(j));
+      } else {
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(frag_a[mt], stage_base + 16 * mt * 8 + a_piece_of(j));
+        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(frag_a[mt], stage_base + 16 * mt * 8 + a_piece_of(j));
+      }
       const std::uint32_t word[4] = {words.x, words.y, words.z, words.w};
       const std::uint32_t scale_words[4] = {scales.x, scales.y, scales.z, scales.w};
 #pragma unroll
@@ -347,10 +379,15 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
         const Pair s0 = Pair{both.x, both.x}, s1 = Pair{both.y, both.y};
         std::uint32_t b[4];
         dequant_word<T>(word[tile], s0, s1, b);
+        if constexpr (kNarrow) {
+          const std::uint32_t weights[4] = {b[0], b[2], b[1], b[3]};  // rows t / 4, t / 4 + 8; inputs +0, +8
+          Elem<T>::mma(acc[0][tile], weights, frag_b[0], frag_b[1]);
+        } else {
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          Elem<T>::mma(acc[mt][2 * tile], frag_a[mt], b[0], b[1]);
-          Elem<T>::mma(acc[mt][2 * tile + 1], frag_a[mt], b[2], b[3]);
+          for (int mt = 0; mt < MT; ++mt) {
+            Elem<T>::mma(acc[mt][2 * tile], frag_a[mt], b[0], b[1]);
+            Elem<T>::mma(acc[mt][2 * tile + 1], frag_a[mt], b[2], b[3]);
+          }
         }
       }
     }
@@ -369,11 +406,14 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-          for (int h = 0; h < 8; ++h) {
+          for (int h = 0; h < kSums; ++h) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-              const int row = 16 * mt + lane / 4 + (e >= 2 ? 8 : 0);
-              const int col = 64 * chunk + 8 * h + 2 * (lane % 4) + e % 2;
+              // The mma's output element e: row lane / 4 (+ 8 for e >= 2), column 2 (lane % 4) + e % 2; in the
+              // transposed product its rows are the tile's columns and its columns A's rows.
+              const int across = lane / 4 + (e >= 2 ? 8 : 0), down = 2 * (lane % 4) + e % 2;
+              const int row = kNarrow ? down : 16 * mt + across;
+              const int col = 64 * chunk + (kNarrow ? 16 * h + across : 8 * h + down);
               float& out = red[row * G::kRow + col];
               out = g == 0 ? acc[mt][h][e] : out + acc[mt][h][e];
               acc[mt][h][e] = 0.f;
@@ -494,17 +534,17 @@ __device__ __forceinline__ void marlin_gemm_body(const Params& p, const CUtensor
   }
 }
 
-template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
+template <typename T, typename G, bool Grouped>
 __global__ void __launch_bounds__(kThreads) marlin_gemm_kernel(Params p) {
-  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped, false>(p, nullptr);
+  marlin_gemm_body<T, G, Grouped, false>(p, nullptr);
 }
 
 // The same tiles fed by TMA (sm_90a; a trap elsewhere, where the host never launches it).
-template <typename T, int MT, int NC, int BK, int STAGES, bool Grouped>
-__global__ void __launch_bounds__(kFedThreads, (tma_blocks_per_sm<MT, NC, BK, STAGES>()))
+template <typename T, typename G, bool Grouped>
+__global__ void __launch_bounds__(kFedThreads, tma_blocks_per_sm<G>())
     marlin_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
 #if QH_SM90A
-  marlin_gemm_body<T, MT, NC, BK, STAGES, Grouped, true>(tp.p, &tp.a_map);
+  marlin_gemm_body<T, G, Grouped, true>(tp.p, &tp.a_map);
 #else
   __trap();
 #endif
@@ -518,18 +558,24 @@ __global__ void permute_columns_kernel(const std::uint16_t* __restrict__ a, cons
   out[i] = a[row * k + perm[i % k]];
 }
 
+// The mma.sync block tile of a configuration.
+template <int Config>
+using TileOf = Tile<kConfigs[Config].m_tiles, kConfigs[Config].n_chunks, kConfigs[Config].bk, kConfigs[Config].stages,
+                    kConfigs[Config].narrow>;
+
 template <typename T, int Config, bool Grouped>
 auto* kernel_of() {
   constexpr MarlinGemmConfig c = kConfigs[Config];
+  static_assert(!c.narrow || !c.wgmma, "the narrow tile: mma.sync");
   static_assert(c.arch == 90 || (!c.wgmma && c.cluster == 1), "wgmma and clusters: CC 9.0 only");
   if constexpr (c.wgmma) {
     static_assert(c.bk == 64, "the wgmma tiles: 64 inputs per stage");
     return marlin::marlin_gemm_wgmma_kernel<T, c.m_tiles, c.n_chunks, c.stages, Grouped, c.cluster>;
   } else if constexpr (c.arch == 90) {
     static_assert(c.cluster == 1, "the TMA-fed mma.sync tiles: single CTAs");
-    return marlin_gemm_tma_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
+    return marlin_gemm_tma_kernel<T, TileOf<Config>, Grouped>;
   } else {
-    return marlin_gemm_kernel<T, c.m_tiles, c.n_chunks, c.bk, c.stages, Grouped>;
+    return marlin_gemm_kernel<T, TileOf<Config>, Grouped>;
   }
 }
 
@@ -543,9 +589,9 @@ int smem_bytes_of() {
   if constexpr (c.wgmma) {
     return marlin::WgmmaTile<c.m_tiles, c.n_chunks, c.stages>::kSmemBytes;
   } else if constexpr (c.arch == 90) {  // fed by TMA: the base rounded up to 1024 bytes (the swizzled boxes)
-    return 1024 + Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>::kSmemBytes;
+    return 1024 + TileOf<Config>::kSmemBytes;
   } else {
-    return Tile<c.m_tiles, c.n_chunks, c.bk, c.stages>::kSmemBytes;
+    return TileOf<Config>::kSmemBytes;
   }
 }
 
@@ -632,6 +678,8 @@ cudaError_t dispatch(int config, F&& f) {
     case 7: return with_kernel<T, 7, Grouped>(f);
     case 8: return with_kernel<T, 8, Grouped>(f);
     case 9: return with_kernel<T, 9, Grouped>(f);
+    case 10: return with_kernel<T, 10, Grouped>(f);
+    case 11: return with_kernel<T, 11, Grouped>(f);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -707,7 +755,7 @@ bool marlin_gemm_config_fits(int config, std::int64_t n) {
 }
 
 std::int64_t marlin_gemm_tiles(int config, std::int64_t m, std::int64_t n) {
-  const int bm = 16 * marlin_gemm_config(config).m_tiles;
+  const int bm = marlin_gemm_config(config).rows();
   return column_tiles(config, n) * ((m + bm - 1) / bm);
 }
 
@@ -718,7 +766,7 @@ std::int64_t marlin_gemm_max_blocks(int config, std::int64_t m, std::int64_t n, 
 
 std::int64_t marlin_gemm_workspace_floats(int config, int blocks, std::int64_t m, std::int64_t n) {
   const MarlinGemmConfig c = marlin_gemm_config(config);
-  return (blocks + marlin_gemm_tiles(config, m, n)) * 16 * c.m_tiles * 64 * c.n_chunks;
+  return (blocks + marlin_gemm_tiles(config, m, n)) * c.rows() * 64 * c.n_chunks;
 }
 
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
@@ -726,7 +774,7 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
   MarlinGemmPlan plan;
   if (m <= 32) {
     const bool tma = arch == 90 && m <= QH_TMA_SMALL_MAX_M;
-    plan.config = (m <= 16 ? 0 : 1) + (tma ? 8 : 0);
+    plan.config = m <= QH_NARROW_MAX_M ? (tma ? 10 : 11) : (m <= 16 ? 0 : 1) + (tma ? 8 : 0);
   } else if (arch != 90 || m < QH_WGMMA_MIN_M) {
     plan.config = 2;
   } else {
@@ -804,7 +852,7 @@ cudaError_t launch_marlin_gemm(const MarlinGemmArgs& args, cudaStream_t stream) 
       TmaParams tp{};
       tp.p = p;
       const int cluster = kConfigs[plan.config].cluster, threads = threads_of(kConfigs[plan.config]);
-      const int box_rows = 16 * kConfigs[plan.config].m_tiles / cluster;  // each CTA of a cluster loads its share
+      const int box_rows = kConfigs[plan.config].rows() / cluster;  // each CTA of a cluster loads its share
       if (const cudaError_t e = encode_a_map(&tp.a_map, args.a, args.m, args.k, box_rows); e != cudaSuccess) return e;
       if (cluster > 1) {
         const ClusterLaunch launch(cluster, unsigned(plan.blocks), threads, smem, stream);
