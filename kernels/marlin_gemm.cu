@@ -113,6 +113,14 @@ static_assert(kConsumers == kThreads, "the TMA-fed tiles compute as the cp.async
 #define QH_NARROW_MAX_M 8
 #endif
 static_assert(QH_NARROW_MAX_M >= 0 && QH_NARROW_MAX_M <= 8, "the narrow tile has 8 rows");
+// On CC 9.0 the narrow tile is 8 x 256 with 128-input stages (configuration 12: B in 2 KB runs per 16-row tile
+// instead of 1 KB, the same 16 words per thread and stage) where the shape has at least this many of its units per
+// SM, else 8 x 128 (10). H200, 2026-12-02, M = 1, one call, against 8 x 128: 8192 x 28672 and 28672 x 8192 (54 units
+// per SM) 7.5-9 % faster with group 128, 5-8.5 % per-channel; 8192 x 8192 (16) 1-3 % slower, 4096 x 11008 and
+// 11008 x 4096 (10) 2-7 % slower. (The 16-row tile spills at 256 columns.)
+#ifndef QH_NARROW_WIDE_MIN_UNITS_PER_SM
+#define QH_NARROW_WIDE_MIN_UNITS_PER_SM 32
+#endif
 
 // The largest m given the TMA-fed m <= 16 / m <= 32 tiles on CC 9.0 (configurations 8, 9) instead of the cp.async
 // ones (0, 1); 0 keeps every m on cp.async.
@@ -134,6 +142,7 @@ constexpr MarlinGemmConfig kConfigs[] = {
     {2, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 90},  // configuration 1 fed by TMA
     {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 90, 1, false, true},  // m <= 8: 8 x 128, TMA
     {1, QH_SMALL_NC, QH_SMALL_BK, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 80, 1, false, true},  // the same, cp.async
+    {1, 4, 128, QH_SMALL_STAGES, QH_SMALL_MIN_UNITS, 90, 1, false, true},  // m <= 8 on CC 9.0, large shapes: 8 x 256
 };
 constexpr int kConfigCount = int(sizeof(kConfigs) / sizeof(kConfigs[0]));
 
@@ -680,6 +689,7 @@ cudaError_t dispatch(int config, F&& f) {
     case 9: return with_kernel<T, 9, Grouped>(f);
     case 10: return with_kernel<T, 10, Grouped>(f);
     case 11: return with_kernel<T, 11, Grouped>(f);
+    case 12: return with_kernel<T, 12, Grouped>(f);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -774,7 +784,9 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
   MarlinGemmPlan plan;
   if (m <= 32) {
     const bool tma = arch == 90 && m <= QH_TMA_SMALL_MAX_M;
-    plan.config = m <= QH_NARROW_MAX_M ? (tma ? 10 : 11) : (m <= 16 ? 0 : 1) + (tma ? 8 : 0);
+    const bool wide =
+        marlin_gemm_tiles(12, m, n) * marlin_gemm_stages(12, k) >= std::int64_t(QH_NARROW_WIDE_MIN_UNITS_PER_SM) * sm_count;
+    plan.config = m > QH_NARROW_MAX_M ? (m <= 16 ? 0 : 1) + (tma ? 8 : 0) : !tma ? 11 : wide ? 12 : 10;
   } else if (arch != 90 || m < QH_WGMMA_MIN_M) {
     plan.config = 2;
   } else {
