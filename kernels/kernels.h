@@ -128,13 +128,12 @@ namespace qh::kernels {
 // the 8 warps of a block split the stage's 16-row tiles between them and reduce in shared memory (m <= 8 takes an
 // 8-row tile that computes the transposed product, each weight word the mma's A operand and A's rows its n8 B
 // operand; on CC 9.0 the m <= 32 tiles are fed by a producer warp through TMA and bulk copies, handshaking per stage
-// through mbarriers instead of block-wide barriers; the wgmma ones: two consumer warpgroups own one or two 64-column chunks each over
-// all of k, the tile's rows being the N of the transposed product C^T = W^T A^T, and end a tile from their
-// registers, fed the same way by a producer warpgroup). The grid is
-// persistent and stream-K: the tiles x stages units of work are cut into `blocks` equal ranges, one per block, so
-// each block moves the same bytes whatever the shape (no partial last wave, no second kernel). A tile shared by
-// several blocks is summed by the last of them to arrive, in block order (deterministic), through float32 parts in
-// the workspace and a per-tile counter.
+// through mbarriers instead of block-wide barriers; the wgmma ones: two consumer warpgroups own one or two 64-column
+// chunks each over all of k, the tile's rows being the N of the transposed product C^T = W^T A^T, and end a tile
+// from their registers, fed the same way by a producer warpgroup). The grid is persistent and stream-K: the
+// tiles x stages units of work are cut into `blocks` equal ranges, one per block, so each block moves the same bytes
+// whatever the shape (no partial last wave, no second kernel). A tile shared by several blocks is summed by the last
+// of them to arrive, in block order (deterministic), through float32 parts in the workspace and a per-tile counter.
 struct MarlinGemmConfig {
   int m_tiles = 1;
   int n_chunks = 2;
