@@ -105,7 +105,7 @@ static_assert(kConsumers == kThreads, "the TMA-fed tiles compute as the cp.async
 #endif
 
 // The largest m given the narrow tile (m <= 8, the transposed product; Tile); 0: none, m <= 16 takes the 16-row
-// tile. H200, 2026-12-02, M = 1 against the 16-row tile: 5-13 % faster on every shape (fp16 and bf16, group 128 and
+// tile. H200, 2026-12-02, M = 1 against the 16-row tile: 2-13 % faster on every shape (fp16 and bf16, group 128 and
 // per-channel; 28672 x 8192 56.4 -> 51.4 us). 4 stages (its smaller A leaves room for them at two blocks per SM,
 // which the 16-row tile lacks by 1 KB) timed within 2 % of 3 either way (per-channel 8192 x 28672 5 % slower), so it
 // keeps the 16-row tile's 3 and a third less shared memory.
