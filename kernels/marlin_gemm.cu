@@ -784,9 +784,14 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
   MarlinGemmPlan plan;
   if (m <= 32) {
     const bool tma = arch == 90 && m <= QH_TMA_SMALL_MAX_M;
-    const std::int64_t wide_units = marlin_gemm_tiles(12, m, n) * marlin_gemm_stages(12, k);
-    const bool wide = wide_units >= std::int64_t(QH_NARROW_WIDE_MIN_UNITS_PER_SM) * sm_count;
-    plan.config = m > QH_NARROW_MAX_M ? (m <= 16 ? 0 : 1) + (tma ? 8 : 0) : !tma ? 11 : wide ? 12 : 10;
+    if (m > QH_NARROW_MAX_M) {
+      plan.config = (m <= 16 ? 0 : 1) + (tma ? 8 : 0);
+    } else if (!tma) {
+      plan.config = 11;
+    } else {  // the narrow tile at 256 columns where the shape has the units for it
+      const std::int64_t wide_units = marlin_gemm_tiles(12, m, n) * marlin_gemm_stages(12, k);
+      plan.config = wide_units >= std::int64_t(QH_NARROW_WIDE_MIN_UNITS_PER_SM) * sm_count ? 12 : 10;
+    }
   } else if (arch != 90 || m < QH_WGMMA_MIN_M) {
     plan.config = 2;
   } else {

@@ -118,7 +118,9 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, unsigned b
 }
 
 // The blocks of both Hopper kernels: 8 consumer warps, threads 0 .. 255, then a producer warpgroup (its first warp
-// issues the copies; a whole warpgroup, so that setmaxnreg can hand its registers to the consumers).
+// issues the copies; a whole warpgroup, so that setmaxnreg can hand its registers to the consumers: 288 threads with
+// one producer warp would cap every thread at 224, too few for the 128-row wgmma tile's 128 accumulators, and
+// ptxas serialized its wgmmas, C7512).
 constexpr int kConsumers = 256;
 constexpr int kFedThreads = kConsumers + 128;
 

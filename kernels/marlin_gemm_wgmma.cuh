@@ -125,12 +125,10 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], const std::uint3
 #undef QH_R64_95
 #undef QH_R96_127
 
-// Two consumer warpgroups (each owns one or two 64-column chunks of the tile over all of k and ends the tile from
-// its registers) and the producer warpgroup (kFedThreads in all).
-
-// A tile of kBm rows x NC 64-column chunks; each consumer warpgroup owns kCpw = NC / 2 chunks. A stage: the tile's
-// A rows (kBm x 64 inputs, 128-byte swizzled: the TMA box), then the B pieces of its four 16-row tiles (kNc chunks
-// each, in the global order), then up to two rows of grouped scales (group size 32), padded to 1024 bytes.
+// A tile of kBm rows x NC 64-column chunks, computed by two consumer warpgroups (each owns kCpw = NC / 2 chunks over
+// all of k and ends the tile from its registers) fed by the producer warpgroup (kFedThreads in all). A stage: the
+// tile's A rows (kBm x 64 inputs, 128-byte swizzled: the TMA box), then the B pieces of its four 16-row tiles (kNc
+// chunks each, in the global order), then up to two rows of grouped scales (group size 32), padded to 1024 bytes.
 template <int MT, int NC, int STAGES>
 struct WgmmaTile {
   static constexpr int kBm = 16 * MT, kNc = NC, kCpw = NC / 2, kBn = 64 * kNc, kBk = 64, kStages = STAGES;
@@ -143,8 +141,6 @@ struct WgmmaTile {
   // this padding.
   static constexpr int kSmemBytes = 1024 + STAGES * kStage * 16;
   // Blocks per SM: the 64 x 128 tile (32 accumulators per thread) fits two, so 16 consumer warps share an SM.
-  // (288 threads with one producer warp would cap every thread at 224, too few for the 128-row tile's 128
-  // accumulators: ptxas serialized its wgmmas, C7512; RegisterSplit hands the producer's to the consumers.)
   static constexpr int kBlocksPerSm = kBm * kBn <= 64 * 128 ? 2 : 1;
   static_assert((kBm == 64 || kBm == 128 || kBm == 256) && (NC == 2 || NC == 4),
                 "64, 128 or 256 rows (the wgmma's N, at most 256), one or two chunks per consumer warpgroup");
