@@ -1,6 +1,7 @@
 // The perf harness's own guarantees (perf/): robust statistics in closed form, probes that are impossible or failed
 // stop the run (the failure behind issue 8: CI perf numbers normalized by a figure nobody checked), the samples
-// reach the JSON under the right benchmark, and on a GPU the probes and the timing helper agree with each other.
+// reach the JSON under the right benchmark, and on a GPU the probes and the timing helper agree with each other and the
+// helper's L2 flush evicts what a timed call read.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "conformance/gpu_testing.h"
 #include "impl/core/errors.h"
@@ -127,6 +129,50 @@ TEST(GpuPerfProbes, ProbesAreConsistentWithTheTimingHelper) {
     EXPECT_LT(r, 1.05);
   }
   EXPECT_EQ(kernel.throttled + memcpy.throttled, 0) << "SM clock below 0.75 of its maximum during a copy";
+}
+
+
+// On a GPU: the timing helper's L2 flush (kL2Flush) evicts what the timed call touched before. A single read of a
+// quarter of L2 (the L2 probe's buffer size, resident when warm) is timed by measure() and, warm, back to back
+// without a flush. Flushed, its bytes come from DRAM; warm, from L2, which the probes put at 2-3x the DRAM copy
+// bandwidth on an H100/H200. With the ~2 us a single launch adds to either time, that makes the flushed read
+// 1.6-1.9x the warm one there (H100: 12.5 MB at ~3.3 TB/s vs ~8 TB/s); a flush that leaves the buffer in L2 gives
+// ~1.0x, so 1.3 separates the two with room for the launch overhead's variation.
+TEST(GpuPerfProbes, TheL2FlushEvictsWhatTheTimedCallRead) {
+  QH_REQUIRE_CUDA();
+  qh::kernels::DeviceInfo info;
+  ASSERT_EQ(qh::kernels::device_info(0, &info), cudaSuccess);
+  const std::int64_t bytes = std::int64_t(info.l2_bytes / 4) / 16 * 16;
+  const auto opts = at::TensorOptions().dtype(at::kByte).device(at::kCUDA);
+  const at::Tensor buf = at::zeros({bytes}, opts);
+  at::Tensor sink = at::empty({std::int64_t(qh::kernels::probe_read_sink_count(info.sm_count))}, opts.dtype(at::kInt));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const auto read = [&] {
+    qh::kernels::launch_probe_read(buf.data_ptr(), bytes, 1, static_cast<unsigned*>(sink.data_ptr()), info.sm_count,
+                                   stream);
+  };
+  const double flushed = qh::perf::measure(read).time.median;
+
+  cudaEvent_t start{}, stop{};
+  ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&stop), cudaSuccess);
+  std::vector<double> warm;
+  read();  // brings the buffer into L2
+  for (int i = 0; i < 50; ++i) {
+    cudaEventRecord(start, stream);
+    read();
+    cudaEventRecord(stop, stream);
+    ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+    float ms = 0;
+    ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
+    warm.push_back(ms / 1e3);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  const double ratio = flushed / qh::perf::stats_of(warm).median;
+  EXPECT_GT(ratio, 1.3) << "flushed " << flushed * 1e6 << " us, warm " << qh::perf::stats_of(warm).median * 1e6
+                        << " us for a read of " << bytes << " bytes";
 }
 
 }  // namespace

@@ -218,8 +218,10 @@ namespace qh::kernels {
 // launch error (cudaErrorInvalidValue for a size that breaks its rule). `sm_count` sizes the grid.
 // Copies `bytes` (a multiple of 16) from src to dst in 16-byte words: DRAM bandwidth when both exceed L2.
 cudaError_t launch_probe_copy(const void* src, void* dst, std::uint64_t bytes, int sm_count, cudaStream_t stream);
-// Reads `bytes` (a multiple of 16) `passes` times, bypassing L1: L2 bandwidth when the buffer fits in L2. `sink` is a device
-// buffer of one unsigned per thread of the grid (at most sm_count * 8 * 256), almost never written.
+// Reads `bytes` (a multiple of 16) `passes` times, bypassing L1: L2 bandwidth when the buffer fits in L2 (and, one
+// pass over twice the L2 size, the benchmarks' L2 flush). `sink` is a device buffer of one unsigned per thread of the
+// grid (probe_read_sink_count(sm_count)), almost never written.
+std::size_t probe_read_sink_count(int sm_count);
 cudaError_t launch_probe_read(const void* buf, std::uint64_t bytes, int passes, unsigned* sink, int sm_count,
                               cudaStream_t stream);
 // `blocks` blocks of probe_int_alu_threads() threads run `steps` steps of dequantization-like integer instructions

@@ -95,6 +95,8 @@ cudaError_t launch_probe_copy(const void* src, void* dst, std::uint64_t bytes, i
   return cudaGetLastError();
 }
 
+std::size_t probe_read_sink_count(int sm_count) { return std::size_t(sm_count > 0 ? sm_count : 1) * 8 * kThreads; }
+
 cudaError_t launch_probe_read(const void* buf, std::uint64_t bytes, int passes, unsigned* sink, int sm_count,
                               cudaStream_t stream) {
   if (bytes % 16 != 0 || passes < 1) return cudaErrorInvalidValue;

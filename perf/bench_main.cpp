@@ -15,6 +15,7 @@
 #include "impl/cli/environment.h"
 #include "impl/core/atomic_file.h"
 #include "perf/bench_context.h"
+#include "perf/measure.h"
 #include "perf/policy.h"
 
 namespace {
@@ -74,7 +75,7 @@ int main(int argc, char** argv) {
                               {"budget_s", default_policy().budget_s},
                               {"min_samples", default_policy().min_samples},
                               {"throttle_fraction", default_policy().throttle_fraction},
-                              {"l2_flush", "cudaMemsetAsync of 2 x L2 before every sample"}}}};
+                              {"l2_flush", qh::perf::kL2Flush}}}};
   try {
     if (qh::perf::context_hooks().before) qh.update(qh::perf::context_hooks().before());
   } catch (const std::exception& e) {

@@ -26,6 +26,8 @@ void check(cudaError_t err, const char* what) {
 struct Timer {
   void* flush = nullptr;
   std::size_t flush_bytes = 0;
+  unsigned* flush_sink = nullptr;  // the read probe's never-taken output
+  int sm_count = 0;
   unsigned long long* clock = nullptr;  // device: cycles, ns
   double max_sm_mhz = 0;
   cudaEvent_t start{}, stop{};
@@ -36,8 +38,12 @@ struct Timer {
     kernels::DeviceInfo info;
     check(kernels::device_info(device, &info), "device_info");
     max_sm_mhz = info.sm_clock_khz / 1e3;
+    sm_count = info.sm_count;
     flush_bytes = std::max<std::size_t>(2 * info.l2_bytes, 64u << 20);
     check(cudaMalloc(&flush, flush_bytes), "cudaMalloc (L2 flush buffer)");
+    check(cudaMemset(flush, 0, flush_bytes), "cudaMemset (L2 flush buffer)");  // read initialized memory only
+    check(cudaMalloc(&flush_sink, kernels::probe_read_sink_count(sm_count) * sizeof(unsigned)),
+          "cudaMalloc (L2 flush sink)");
     check(cudaMalloc(&clock, 2 * sizeof(unsigned long long)), "cudaMalloc (clock readout)");
     check(cudaEventCreate(&start), "cudaEventCreate");
     check(cudaEventCreate(&stop), "cudaEventCreate");
@@ -48,9 +54,10 @@ struct Timer {
     return *timer;
   }
 
-  // One sample: flush, time the call, then read the SM clock over 20 us (outside the timed region).
+  // One sample: flush (kL2Flush: what the last sample left in L2 is written back, if dirty, and gives way to clean
+  // lines of the flush buffer), time the call, then read the SM clock over 20 us (outside the timed region).
   std::pair<double, double> sample(const std::function<void()>& call, cudaStream_t stream) {
-    check(cudaMemsetAsync(flush, 0, flush_bytes, stream), "cudaMemsetAsync (L2 flush)");
+    check(kernels::launch_probe_read(flush, flush_bytes, 1, flush_sink, sm_count, stream), "L2 flush (read)");
     check(cudaEventRecord(start, stream), "cudaEventRecord");
     call();
     check(cudaEventRecord(stop, stream), "cudaEventRecord");

@@ -75,7 +75,8 @@ Probes measure_probes() {
   p.dram_copy_gbs = p.copy_curve.back().first / p.copy_curve.back().second / 1e9;
 
   const std::int64_t l2_buf = std::int64_t(info.l2_bytes / 4) / 16 * 16;
-  const at::Tensor sink = at::empty({std::int64_t(info.sm_count) * 8 * 256}, bytes_opts.dtype(at::kInt));
+  const at::Tensor sink =
+      at::empty({std::int64_t(kernels::probe_read_sink_count(info.sm_count))}, bytes_opts.dtype(at::kInt));
   auto reads = [&](int passes) {
     return median_seconds([&] {
       check(kernels::launch_probe_read(src.data_ptr(), l2_buf, passes, static_cast<unsigned*>(sink.data_ptr()),
@@ -146,7 +147,7 @@ nlohmann::ordered_json to_json(const Probes& p) {
   for (const auto& [bytes, seconds] : p.copy_curve) curve.push_back({{"bytes", bytes}, {"seconds", seconds}});
   return {{"dram_copy_gbs", p.dram_copy_gbs}, {"l2_gbs", p.l2_gbs},     {"tc_fp16_tflops", p.tc_fp16_tflops},
           {"alu_int_tops", p.alu_int_tops},   {"launch_us", p.launch_us}, {"sm_clock_mhz", p.sm_clock_mhz},
-          {"tc_bound_tflops", p.tc_bound_tflops}, {"copy_curve", curve}};
+          {"tc_bound_tflops", p.tc_bound_tflops}, {"copy_curve", curve}, {"l2_flush", kL2Flush}};
 }
 
 }  // namespace qh::perf
