@@ -12,6 +12,9 @@ Like with like (DESIGN.md):
   sampling noise, dominates. A benchmark whose probed limits explain under 5 % of its time (whole-layer GPTQ: host
   launches on a host the probes do not measure) is not compared across classes.
 Entries in one run only, flagged as measurement errors, or without samples are "not compared", with the reason.
+Two runs timed after different L2 flushes (probes.l2_flush, perf/measure.h) are not compared at all: the flush
+changes what the timed call pays for (a write flush left L2 dirty, and a read-only kernel paid for writing it back),
+so the pair is refused as bad input and the baseline must be recorded again.
 """
 import math
 from dataclasses import dataclass
@@ -116,6 +119,11 @@ def compare_across_classes(name, base, cur, base_doc, cur_doc, min_effect=MIN_EF
 def gate(base_doc, cur_doc, min_effect=MIN_EFFECT, alpha=ALPHA, model_error=MODEL_ERROR):
     """Verdicts for every benchmark of either run (GPU-timed entries), in the baseline's order, then new ones."""
     base, cur = results.gpu_benchmarks(base_doc), results.gpu_benchmarks(cur_doc)
+    flush_base, flush_cur = results.l2_flush(base_doc), results.l2_flush(cur_doc)
+    if base and cur and flush_base and flush_cur and flush_base != flush_cur:
+        raise results.ResultsError(
+            f"{base_doc['_path']} was timed after a {flush_base!r} and {cur_doc['_path']} after a {flush_cur!r}: "
+            "their times do not compare; record the baseline again with this build (qh_report baseline)")
     same = results.gpu_class(base_doc) == results.gpu_class(cur_doc)
     if not same:
         results.probes(base_doc), results.probes(cur_doc)  # a cross-class comparison needs both runs' probes

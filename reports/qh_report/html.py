@@ -23,7 +23,7 @@ import math
 import os
 from collections import OrderedDict
 
-from . import atomic, model, plots
+from . import atomic, model, plots, results
 
 SECTIONS = ("overview", "checks", "layers", "roofline", "vs-cublas", "cross-gpu", "benchmarks")
 SUMMARY_SCHEMA = 1
@@ -144,6 +144,12 @@ def overview(page, runs):
                     "int Tops", "launch us", "checks", "benchmarks", "file"], rows, left=5))
     page.add(f"<p>Host of the current run: {esc(env.get('host', '?'))}, CPU {esc((env.get('cpu') or {}).get('model', '?'))}"
              f", torch {esc(env.get('torch', '?'))}, compiler {esc(env.get('compiler', '?'))}.</p>")
+    flushes = {r.label: results.l2_flush(r.doc) for r in runs if r.has_probes}
+    if len(set(flushes.values())) > 1:
+        page.add("<div class='banner'><b>These runs were timed after different L2 flushes</b> ("
+                 + "; ".join(f"{esc(label)}: {esc(flush)}" for label, flush in flushes.items())
+                 + "): a write flush left L2 dirty, and a kernel that writes little paid for writing it back, so "
+                 "their times do not compare directly (docs/benchmarks.md); the gate refuses such a pair.</div>")
     problems = [p for r in runs for p in r.problems]
     if problems:
         page.add("<div class='bad'><b>Entries left out</b><ul>" + "".join(f"<li>{esc(p)}</li>" for p in problems)

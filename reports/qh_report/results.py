@@ -55,6 +55,16 @@ def gpu_benchmarks(doc):
     return out
 
 
+# The flush of runs whose probes do not name one: they predate the field, when every sample followed a write of 2 x L2.
+WRITE_FLUSH = "cudaMemsetAsync of 2 x L2 before every sample"
+
+
+def l2_flush(doc):
+    """The L2 flush a run's samples followed (probes.l2_flush, perf/measure.h), or None for a run without probes."""
+    p = doc.get("probes")
+    return p.get("l2_flush", WRITE_FLUSH) if isinstance(p, dict) else None
+
+
 def probes(doc):
     """The GPU probes of a run; ResultsError when it has none (a run without a GPU cannot be modelled)."""
     p = doc.get("probes")

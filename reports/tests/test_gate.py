@@ -117,3 +117,21 @@ def test_the_cli_exits_1_on_a_regression_and_2_on_bad_input(tmp_path, capsys):
     (tmp_path / "broken.json").write_text("{")
     assert main(["gate", "--baseline", str(tmp_path / "broken.json"), "--current", str(tmp_path / "cur.json")]) == 2
     assert "broken.json: not readable JSON" in capsys.readouterr().err
+
+
+def test_runs_timed_after_different_l2_flushes_are_refused_not_compared(tmp_path, capsys):
+    import json
+    rng = random.Random(7)
+    read_flush = dict(run_doc([])["probes"], l2_flush="read of 2 x L2 through L2 before every sample")
+    old = run_doc([entry("k", 1e-4, 0.02, rng)])  # no l2_flush: a run from before the field, a write flush
+    new = run_doc([entry("k", 0.8e-4, 0.02, rng)], probes=read_flush)
+    assert results.l2_flush(old) == results.WRITE_FLUSH
+    with pytest.raises(results.ResultsError, match="do not compare; record the baseline again"):
+        gate.gate(old, new)
+    # The same flush named explicitly on one side and implied on the other compares as usual.
+    named = run_doc([entry("k", 1e-4, 0.02, rng)], probes=dict(read_flush, l2_flush=results.WRITE_FLUSH))
+    assert gate.gate(old, named)[0].status == "unchanged"
+    for name, doc in (("base", old), ("cur", new)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "_path"}))
+    assert main(["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]) == 2
+    assert "base.json was timed after a 'cudaMemsetAsync" in capsys.readouterr().err

@@ -80,6 +80,18 @@ def test_a_gpu_run_has_no_banner_and_its_own_figures(tmp_path):
     assert "Fewer than two GPU classes" in text
 
 
+def test_runs_timed_after_different_l2_flushes_get_a_banner(tmp_path):
+    text, _, _ = render(tmp_path, BASELINES)  # both committed baselines: the same (write) flush
+    assert "different L2 flushes" not in text
+    doc = json.loads(open(BASELINES[0]).read())
+    doc["probes"]["l2_flush"] = "read of 2 x L2 through L2 before every sample"
+    reread = tmp_path / "reread.json"
+    reread.write_text(json.dumps(doc))
+    text, _, _ = render(tmp_path, [str(reread), BASELINES[1]])
+    assert "These runs were timed after different L2 flushes" in text
+    assert "read of 2 x L2 through L2" in text and "cudaMemsetAsync of 2 x L2" in text
+
+
 def test_a_benchmark_without_axes_gets_a_table_too(tmp_path):
     text, _, _ = render(tmp_path, [cpu_run(tmp_path, benchmarks=[{"name": "solo", "real_time": 2.0, "time_unit": "us"}])])
     assert "<h3>solo</h3>" in text and "colspan='0'" not in text
