@@ -377,8 +377,9 @@ TEST(MarlinGemm, PlanCutsEveryTileAlikeOrStreamsWithinTheLimits) {
         const int tall = (m + 255) / 256 * column_tiles >= 64 && column_tiles % 2 == 0 ? 7 : 5;
         // m <= 32: the 16- and 32-row mma.sync tiles, on CC 9.0 fed by TMA (configurations 8, 9); m <= 8 the
         // narrow 8-row tile (10 fed by TMA, 11 by cp.async), on CC 9.0 8 x 256 (12) where the shape has at least
-        // 32 of its 256-column, 128-input units per SM (the two largest shapes; 28672 x 4160 has 29).
-        const bool wide = (n + 255) / 256 * ((k + 127) / 128) >= 32 * kSms;
+        // 12 of its 256-column, 128-input units per SM (8192 x 8192 15.5, 28672 x 4160 29, the two largest 54; not
+        // 4096 x 11008 and 11008 x 4096, 10.4).
+        const bool wide = (n + 255) / 256 * ((k + 127) / 128) >= 12 * kSms;
         const int narrow = arch != 90 ? 11 : wide ? 12 : 10;
         const int small = m <= 8 ? narrow : (m <= 16 ? 0 : 1) + (arch == 90 ? 8 : 0);
         EXPECT_EQ(plan.config, m <= 32 ? small : arch != 90 ? 2 : m <= 64 ? m64 : m <= 128 ? 4 : tall);

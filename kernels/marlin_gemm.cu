@@ -116,10 +116,13 @@ static_assert(QH_NARROW_MAX_M >= 0 && QH_NARROW_MAX_M <= 8, "the narrow tile has
 // On CC 9.0 the narrow tile is 8 x 256 with 128-input stages (configuration 12: B in 2 KB runs per 16-row tile
 // instead of 1 KB, the same 16 words per thread and stage) where the shape has at least this many of its units per
 // SM, else 8 x 128 (10). H200, 2026-12-02, M = 1, one call, against 8 x 128: 8192 x 28672 and 28672 x 8192 (54 units
-// per SM) 7.5-9 % faster with group 128, 5-8.5 % per-channel; 8192 x 8192 (16) 1-3 % slower, 4096 x 11008 and
-// 11008 x 4096 (10) 2-7 % slower. (The 16-row tile spills at 256 columns.)
+// per SM) 7.5-9 % faster with group 128, 5-8.5 % per-channel; 8192 x 8192 (15.5) 1-3 % slower, 4096 x 11008 and
+// 11008 x 4096 (10.4) 2-7 % slower. Timed again after the benchmarks' L2 flush became a read (2026-12-03, two calls,
+// perf/marlin_notes.md): 8192 x 8192 5-7 % faster on 8 x 256 (fp16 / bf16, group 128 / per-channel; 20.1 -> 19.1
+// us), 4096 x 11008 4 % faster and 11008 x 4096 3 % slower, so the threshold sits between 10.4 and 15.5. (The
+// 16-row tile spills at 256 columns.)
 #ifndef QH_NARROW_WIDE_MIN_UNITS_PER_SM
-#define QH_NARROW_WIDE_MIN_UNITS_PER_SM 32
+#define QH_NARROW_WIDE_MIN_UNITS_PER_SM 12
 #endif
 
 // The largest m given the TMA-fed m <= 16 / m <= 32 tiles on CC 9.0 (configurations 8, 9) instead of the cp.async
