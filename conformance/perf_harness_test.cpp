@@ -132,7 +132,6 @@ TEST(GpuPerfProbes, ProbesAreConsistentWithTheTimingHelper) {
   EXPECT_EQ(kernel.throttled + memcpy.throttled, 0) << "SM clock below 0.75 of its maximum during a copy";
 }
 
-
 // On a GPU: the timing helper's L2 flush (kL2Flush) evicts what the timed call touched before. A single read of a
 // quarter of L2 (the L2 probe's buffer size, resident when warm) is timed by measure() and, warm, right after a read
 // of the same buffer. Flushed, its bytes come from DRAM; warm, from L2, which the probes put at ~2x the DRAM copy

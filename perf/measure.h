@@ -19,10 +19,9 @@ namespace qh::perf {
 // How L2 is flushed before every sample (probes, counters and benchmarks alike), as the JSON records it: times taken
 // with another flush do not compare (qh_report's gate refuses such a pair). A read leaves L2 full of clean lines;
 // the earlier flush, a write of 2 x L2 (cudaMemsetAsync, as nvbench flushes), left it full of dirty ones, which the
-// timed call then wrote back as it read: L2 size / DRAM bandwidth of extra time (H100, M = 1 on 8192 x 28672: 61 us
-// against 50; the repack 93 against 86; the copy probe 3.01 against 3.04 TB/s).
+// timed call then wrote back as it read: up to L2 size / DRAM bandwidth of extra time (H100, M = 1 on 8192 x 28672:
+// 61 us against 50; the repack 93 against 86; the copy probe 3.01 against 3.04 TB/s; an H200 hid most of it).
 inline constexpr const char* kL2Flush = "read of 2 x L2 through L2 before every sample";
-
 
 // Robust statistics of a set of samples.
 struct Stats {
