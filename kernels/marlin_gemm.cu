@@ -125,6 +125,11 @@ static_assert(QH_NARROW_MAX_M >= 0 && QH_NARROW_MAX_M <= 8, "the narrow tile has
 #define QH_NARROW_WIDE_MIN_UNITS_PER_SM 12
 #endif
 
+// How much less (percent) stream-K must load the busiest SM for the plan to take it over tiles cut alike.
+#ifndef QH_STREAMK_MIN_GAIN_PCT
+#define QH_STREAMK_MIN_GAIN_PCT 10
+#endif
+
 // The largest m given the TMA-fed m <= 16 / m <= 32 tiles on CC 9.0 (configurations 8, 9) instead of the cp.async
 // ones (0, 1); 0 keeps every m on cp.async.
 #ifndef QH_TMA_SMALL_MAX_M
@@ -782,6 +787,13 @@ std::int64_t marlin_gemm_workspace_floats(int config, int blocks, std::int64_t m
   return (blocks + marlin_gemm_tiles(config, m, n)) * c.rows() * 64 * c.n_chunks;
 }
 
+namespace {
+// The most units one SM gets when `blocks` ranges of `units` (differing by one unit at most) fill the SMs in turn.
+std::int64_t busiest_sm_units(std::int64_t blocks, std::int64_t units, int sm_count) {
+  return (blocks + sm_count - 1) / sm_count * ((units + blocks - 1) / blocks);
+}
+}  // namespace
+
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
                                 int arch) {
   MarlinGemmPlan plan;
@@ -828,10 +840,18 @@ MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, 
   const std::int64_t parts = std::min({resident / tiles, stages / min_units, kMaxBlocksPerTile});
   const std::int64_t a_bytes = m * k * 2;
   const bool whole_tiles = tiles >= resident && a_bytes >= (std::int64_t(QH_WHOLE_TILES_MIN_A_MIB) << 20);
-  const std::int64_t per_block = (tiles + resident - 1) / resident;
-  const std::int64_t wanted = parts >= 2     ? tiles * parts
+  // Tiles cut alike may still leave some SMs one block where the rest have two, and at m <= 16 two blocks share an
+  // SM's issue slots, so the time is that of the SMs with two: stream-K instead where it loads the busiest SM at
+  // least QH_STREAMK_MIN_GAIN_PCT % less (H200, 8192 x 28672 at M = 1: 112 tiles in two parts made 224 blocks, 92
+  // SMs with 64 units and 40 with 32; stream-K over 264 gives every SM 54-56).
+  const std::int64_t per_block = (tiles + resident - 1) / resident, units = tiles * stages;
+  const std::int64_t streamed = std::min(resident, units / min_units);
+  const bool alike = parts >= 2 && (cluster > 1 || busiest_sm_units(tiles * parts, units, sm_count) * 100 <
+                                                      busiest_sm_units(streamed, units, sm_count) *
+                                                          (100 + QH_STREAMK_MIN_GAIN_PCT));
+  const std::int64_t wanted = alike         ? tiles * parts
                               : whole_tiles ? (tiles + per_block - 1) / per_block
-                                            : std::min(resident, tiles * stages / min_units);
+                                            : streamed;
   const std::int64_t most = marlin_gemm_max_blocks(plan.config, m, n, k) / cluster;
   plan.blocks = cluster * int(std::max<std::int64_t>(1, std::min(wanted, most)));
   return plan;
