@@ -766,6 +766,11 @@ std::int64_t column_tiles(int config, std::int64_t n) {
   const int bn = 64 * marlin_gemm_config(config).n_chunks;
   return (n + bn - 1) / bn;
 }
+
+// The most units one SM gets when `blocks` ranges of `units` (differing by one unit at most) fill the SMs in turn.
+std::int64_t busiest_sm_units(std::int64_t blocks, std::int64_t units, int sm_count) {
+  return (blocks + sm_count - 1) / sm_count * ((units + blocks - 1) / blocks);
+}
 }  // namespace
 
 bool marlin_gemm_config_fits(int config, std::int64_t n) {
@@ -786,13 +791,6 @@ std::int64_t marlin_gemm_workspace_floats(int config, int blocks, std::int64_t m
   const MarlinGemmConfig c = marlin_gemm_config(config);
   return (blocks + marlin_gemm_tiles(config, m, n)) * c.rows() * 64 * c.n_chunks;
 }
-
-namespace {
-// The most units one SM gets when `blocks` ranges of `units` (differing by one unit at most) fill the SMs in turn.
-std::int64_t busiest_sm_units(std::int64_t blocks, std::int64_t units, int sm_count) {
-  return (blocks + sm_count - 1) / sm_count * ((units + blocks - 1) / blocks);
-}
-}  // namespace
 
 MarlinGemmPlan marlin_gemm_plan(std::int64_t m, std::int64_t n, std::int64_t k, DType dtype, int sm_count,
                                 int arch) {
