@@ -66,6 +66,10 @@ __device__ __forceinline__ std::uint32_t mask_or(std::uint32_t word) {
   return out;
 }
 
+// A word whose eight fields are all 8: with a scale of 0 it dequantizes to +0 exactly in both dtypes ((8 - 8) 0), so
+// a select can stand in for a branch where a fragment must be zero (past k or n_pad).
+constexpr std::uint32_t kZeroWord = 0x88888888u;
+
 // Fields p and p + 4 of `word` (bits 4p.. and 16 + 4p..) as the pair ((q - 8) s) rounded once to T.
 template <typename T>
 __device__ __forceinline__ std::uint32_t dequant_pair(std::uint32_t word, int p, typename Elem<T>::Pair scale) {

@@ -191,35 +191,37 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   };
   // This thread's words and scale words of a stage, read from shared memory before the stage's first wait on its
   // products: a wgmma wait is a compiler barrier, so a read after it put shared-memory latency on every tile's path.
-  // Chunks past n_pad and tiles past k read stale (in-bounds) words, which dequant_tile replaces by zeros.
+  // Chunks past n_pad and tiles past k read stale (in-bounds) words; a select replaces each by kZeroWord and its
+  // scale by 0, which dequantize to +0 exactly ((8 - 8) 0), the zeros those products need, without a branch per word
+  // (one under each test made ptxas wrap every word in BSSY / BSYNC, rebuild the constants in it and sink the loads
+  // into it: ~22 instructions a word instead of 13, H200 ncu, M = 64).
   struct StageWords {
     std::uint32_t word[G::kKt][kCpw], scale[G::kKt][kCpw];
   };
-  auto read_stage = [&](const uint4* stage_base, StageWords& w) {
+  auto read_stage = [&](const Cursor& at, const uint4* stage_base, StageWords& w) {
     const std::uint32_t* const sb = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA);
     const std::uint32_t* const ss = reinterpret_cast<const std::uint32_t*>(stage_base + G::kA + G::kB);
 #pragma unroll
     for (int t = 0; t < G::kKt; ++t) {
+      const bool tile_ok = at.stage * G::kKt + t < p.k_tiles;
 #pragma unroll
       for (int cc = 0; cc < kCpw; ++cc) {
         const int chunk = kCpw * group + cc;
-        w.word[t][cc] = sb[((t * G::kNc + chunk) * 32 + lane) * 4 + quarter];
+        const bool ok = tile_ok && at.n0 + 64 * chunk < p.n_pad;
+        const std::uint32_t word = sb[((t * G::kNc + chunk) * 32 + lane) * 4 + quarter];
         const int srow = !Grouped || G::kBk <= p.group_size ? 0 : (16 * t) >> p.group_shift;
-        w.scale[t][cc] = Grouped ? ss[(srow * G::kNc * 8 + chunk * 8 + lane / 4) * 4 + quarter] : channel_words[cc];
+        const std::uint32_t scale =
+            Grouped ? ss[(srow * G::kNc * 8 + chunk * 8 + lane / 4) * 4 + quarter] : channel_words[cc];
+        w.word[t][cc] = ok ? word : kZeroWord;
+        w.scale[t][cc] = ok ? scale : 0u;
       }
     }
   };
   // The A fragments of 16-row tile t of a stage, chunk cc: (q - 8) s of the thread's word, rows l / 4 (the first
-  // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ... Zero past k and past n_pad: every
-  // wgmma is issued (one under a branch the compiler cannot prove uniform over the warpgroup is serialized, C7520).
-  auto dequant_tile = [&](const Cursor& at, const StageWords& w, int t, std::uint32_t (&frag)[kCpw][4]) {
-    const bool tile_ok = at.stage * G::kKt + t < p.k_tiles;
+  // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ...
+  auto dequant_tile = [&](const StageWords& w, int t, std::uint32_t (&frag)[kCpw][4]) {
 #pragma unroll
     for (int cc = 0; cc < kCpw; ++cc) {
-      if (!tile_ok || at.n0 + 64 * (kCpw * group + cc) >= p.n_pad) {
-        frag[cc][0] = frag[cc][1] = frag[cc][2] = frag[cc][3] = 0u;
-        continue;
-      }
       const Pair both = bits_as<Pair>(w.scale[t][cc]);
       std::uint32_t b[4];
       dequant_word<T>(w.word[t][cc], Pair{both.x, both.x}, Pair{both.y, both.y}, b);
@@ -238,12 +240,12 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     const uint4* const sa = smem + buf * G::kStage;
     const std::uint64_t desc = kmajor_sw128_desc(sa);
     StageWords words;
-    read_stage(sa, words);
+    read_stage(at, sa, words);
     std::uint32_t frag[2][2][kCpw][4];
 #pragma unroll
     for (int h = 0; h < G::kKt / 2; ++h) {
-      dequant_tile(at, words, 2 * h, frag[h % 2][0]);
-      dequant_tile(at, words, 2 * h + 1, frag[h % 2][1]);
+      dequant_tile(words, 2 * h, frag[h % 2][0]);
+      dequant_tile(words, 2 * h + 1, frag[h % 2][1]);
       wgmma_fence();
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
