@@ -218,7 +218,9 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     }
   };
   // The A fragments of 16-row tile t of a stage, chunk cc: (q - 8) s of the thread's word, rows l / 4 (the first
-  // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ...
+  // 8-column half) and l / 4 + 8 (the second), inputs 2 (l % 4) .. and + 8 ... Past k and n_pad they are the zeros of
+  // read_stage's selects, and every wgmma is issued on them (one under a branch the compiler cannot prove uniform
+  // over the warpgroup is serialized, C7520).
   auto dequant_tile = [&](const StageWords& w, int t, std::uint32_t (&frag)[kCpw][4]) {
 #pragma unroll
     for (int cc = 0; cc < kCpw; ++cc) {
