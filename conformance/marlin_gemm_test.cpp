@@ -207,6 +207,24 @@ TEST(GpuMarlinGemm, EveryInstantiationRuns) {
     }
   }
 }
+
+// One tile (a cluster's row of tiles) shared by 9 blocks (clusters), with bias: the last to arrive sums 9 parts,
+// which the kernels load several parts at a time (an unrolled loop over the parts and its remainder, both run here
+// for unroll depths 2 and 4; EveryInstantiationRuns's 3 blocks reach the remainder alone).
+TEST(GpuMarlinGemm, NineBlocksShareOneTile) {
+  QH_REQUIRE_CUDA();
+  const int arch = device_arch();
+  for (int config = 0; config < kernels::marlin_gemm_config_count(); ++config) {
+    if (!kernels::marlin_gemm_config_runs_on(config, arch)) continue;
+    const kernels::MarlinGemmConfig tile = kernels::marlin_gemm_config(config);
+    for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+      // Partial rows and columns; 16 stages, so that every block has a unit or two.
+      const Case c{tile.rows() - 3, 16 * tile.bk, 64 * tile.n_chunks * tile.cluster - 32, 128, false, true, dtype};
+      SCOPED_TRACE("config " + std::to_string(config));
+      run_case(c, GemmOptions{.config = config, .blocks = 9 * tile.cluster}, std::uint64_t(config + 1));
+    }
+  }
+}
 #endif
 
 // Stream-K sums a shared tile's parts in block order, whichever block arrives last: the same input gives the same
