@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # On a GPU box, times the kernel variants that perf/build_variant.sh built on the CI machine against the default
 # build, in one process each and one call: for the default binaries and every build/variants/TAG given (all when
-# none is), the Marlin GPU cases of its qh_tests first (a variant that fails them is reported and not timed), then
-# its qh_quant_linear_bench on QH_BENCH_FILTER (default: every Marlin GEMM and repack shape, fp16 group 128, and
-# cuBLAS for vs_cublas). A side-by-side table (median us, and each variant's time over the default's) goes to
-# stdout; $OUT (the device tool's output folder, which brings back 8 files) or build/variants/out gets one JSON per
-# variant and the test log of a variant that failed. Carry build/default/bin, build/default/lib, .deps and
-# build/variants (four variants fit the tool's 64 MiB).
+# none is), the Marlin GPU cases of its qh_tests first (QH_VARIANT_TESTS, a gtest filter, default GpuMarlin*; a
+# variant that fails them is reported and not timed), then its qh_quant_linear_bench on QH_BENCH_FILTER (default:
+# every Marlin GEMM and repack shape, fp16 group 128, and cuBLAS for vs_cublas). A side-by-side table (median us,
+# and each variant's time over the default's) goes to stdout; $OUT (the device tool's output folder, which brings
+# back 8 files) or build/variants/out gets one JSON per variant and the test log of a variant that failed. Carry
+# build/default/bin, build/default/lib, .deps and build/variants (four variants fit the tool's 64 MiB).
 #   perf/run_variants.sh [TAG ...]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,6 +14,7 @@ source ci/gpu-prebuilt.sh || exit 2
 out="${OUT:-build/variants/out}"
 mkdir -p "$out"
 logs=$(mktemp -d)
+tests="${QH_VARIANT_TESTS:-GpuMarlin*}"
 filter="${QH_BENCH_FILTER:-^(marlin/gemm/.*group:128/bf16:0|marlin/repack|cublas/gemm/.*bf16:0)}"
 tags=("$@")
 if [ ${#tags[@]} -eq 0 ]; then
@@ -25,9 +26,9 @@ for tag in default "${tags[@]}"; do
   dir=build/variants/$tag
   [ "$tag" = default ] && dir=$QH_BIN
   [ -x "$dir/qh_tests" ] && [ -x "$dir/qh_quant_linear_bench" ] || { echo "$tag: no binaries in $dir" >&2; continue; }
-  if ! "$dir/qh_tests" --gtest_filter='GpuMarlin*' >"$logs/$tag-tests.log" 2>&1; then
+  if ! "$dir/qh_tests" --gtest_filter="$tests" >"$logs/$tag-tests.log" 2>&1; then
     cp "$logs/$tag-tests.log" "$out/"
-    echo "$tag: GpuMarlin* FAILED, not timed ($out/$tag-tests.log)"
+    echo "$tag: $tests FAILED, not timed ($out/$tag-tests.log)"
     grep -E "^\[  FAILED  \]" "$logs/$tag-tests.log" | head -5
     continue
   fi
