@@ -208,9 +208,10 @@ TEST(GpuMarlinGemm, EveryInstantiationRuns) {
   }
 }
 
-// One tile (a cluster's row of tiles) shared by 9 blocks (clusters), with bias: the last to arrive sums 9 parts,
-// which the kernels load several parts at a time (an unrolled loop over the parts and its remainder, both run here
-// for unroll depths 2 and 4; EveryInstantiationRuns's 3 blocks reach the remainder alone).
+// One tile (a cluster's row of tiles) shared by 9 blocks (clusters), with bias: the last to arrive sums 9 parts. A
+// sum that loads several parts at a time (the mma.sync kernel's small tiles unroll its part loop by 4) runs both
+// its unrolled body and its remainder here for unroll depths 2 and 4; EveryInstantiationRuns's 3 blocks reach the
+// remainder alone.
 TEST(GpuMarlinGemm, NineBlocksShareOneTile) {
   QH_REQUIRE_CUDA();
   const int arch = device_arch();
