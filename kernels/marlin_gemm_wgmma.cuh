@@ -308,14 +308,21 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
     }
     if (!last_to_arrive(p, t, tile.parts, sync_consumers)) return;
     const float4* const tile_parts = workspace + ((tile.first + w) * CLUSTER + walk.rank) * kSlot + tid;
+    // The sum keeps kDepth parts' loads in flight per batch of quads; one at a time it waited one L2 round trip per
+    // part and batch on the kernel's tail (the 256 x 128 tile: 8 batches). The accumulators stay live (the next
+    // tile's wgmmas read them), so depth 4 spilled for the 128-accumulator tiles. H100, 2026-12-07, against one
+    // part at a time (depth 4/2/2 for 64 x 256, 256 x 128, 128 x 256): M = 256 4096 x 4096 36.2 -> 33.6 us (4 parts
+    // a tile), 4096 x 11008 / 11008 x 4096 4-5 % faster, M = 1024 small shapes 2-4 %, the large shapes 0-1 %; the
+    // 64 x 128 tile at two blocks per SM (M = 64 small shapes, 8 parts) was 3 % slower at depth 2, so it stays at 1.
     constexpr int kBatch = 4;
+    constexpr int kDepth = G::kBlocksPerSm == 2 ? 1 : kCpw * kAcc <= 64 ? 4 : 2;
     static_assert(kQuadsPer % kBatch == 0, "whole batches of quads per chunk");
 #pragma unroll
     for (int q0 = 0; q0 < kQuads; q0 += kBatch) {
       float4 sum[kBatch];
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) sum[b] = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 1
+#pragma unroll(kDepth)
       for (std::int64_t part = 0; part < tile.parts; ++part) {
 #pragma unroll
         for (int b = 0; b < kBatch; ++b) {
