@@ -5,8 +5,10 @@
 # variant that fails them is reported and not timed), then its qh_quant_linear_bench on QH_BENCH_FILTER (default:
 # every Marlin GEMM and repack shape, fp16 group 128, and cuBLAS for vs_cublas). A side-by-side table (median us,
 # and each variant's time over the default's) goes to stdout; $OUT (the device tool's output folder, which brings
-# back 8 files) or build/variants/out gets one JSON per variant and the test log of a variant that failed. Carry
-# build/default/bin, build/default/lib, .deps and build/variants (four variants fit the tool's 64 MiB).
+# back 8 files) or build/variants/out gets one JSON per variant and the test log of a variant that failed. It needs
+# qh_tests, qh_quant_linear_bench (and build/default/bin/qh_suites.json) of the default build and of each variant,
+# and .deps: build/default/bin alone is 39 MB and a variant 19 MB (2026-12-07), over the device tool's 64 MiB beside
+# .deps, so carry those binaries as one .tar.gz (~20 MB with two variants) and unpack it on the box first.
 #   perf/run_variants.sh [TAG ...]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
