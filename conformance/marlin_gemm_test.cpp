@@ -230,16 +230,21 @@ TEST(GpuMarlinGemm, NineBlocksShareOneTile) {
 
 // Stream-K sums a shared tile's parts in block order, whichever block arrives last: the same input gives the same
 // bits every time, and the tile counters are left at zero for the next launch (a stale counter would make a later
-// launch finish a tile early, with parts missing: the repeated runs and the reference check both catch that).
+// launch finish a tile early, with parts missing: the repeated runs and the reference check both catch that). M = 8
+// runs the mma.sync kernel; M = 64 on CC 9.0 the wgmma kernel, whose 64-row tiles the 8 blocks cut into equal
+// parts, each block summing a share of its tile (spread_arrive).
 TEST(GpuMarlinGemm, Deterministic) {
   QH_REQUIRE_CUDA();
   const c10::Device gpu(c10::kCUDA, 0);
-  const Case c{8, 4096, 512, 128, false, true, at::kBFloat16};
-  const Layer layer = make_layer(c, gpu, 7);
-  const at::Tensor x = random_input(c, gpu);
-  const at::Tensor first = gemm(x, layer.weights, "test", GemmOptions{.blocks = 8});
-  expect_matches_reference(first, x, layer, c);
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(gemm(x, layer.weights, "test", GemmOptions{.blocks = 8}).equal(first));
+  for (const std::int64_t m : {8, 64}) {
+    SCOPED_TRACE("m " + std::to_string(m));
+    const Case c{m, 4096, 512, 128, false, true, at::kBFloat16};
+    const Layer layer = make_layer(c, gpu, 7);
+    const at::Tensor x = random_input(c, gpu);
+    const at::Tensor first = gemm(x, layer.weights, "test", GemmOptions{.blocks = 8});
+    expect_matches_reference(first, x, layer, c);
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(gemm(x, layer.weights, "test", GemmOptions{.blocks = 8}).equal(first));
+  }
 }
 
 // Leading dimensions are kept: (batch, seq, K) -> (batch, seq, N).

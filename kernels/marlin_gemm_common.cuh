@@ -226,4 +226,89 @@ __device__ __forceinline__ bool last_to_arrive(const Params& p, std::int64_t t, 
   return last_arrival;
 }
 
+// Whether every block of walk step w (tile parts `tile`) works on that step alone: the blocks' ranges start and end
+// on its boundaries, so (in a persistent grid, every block resident from the launch) they all reach its end at about
+// the same time.
+__device__ __forceinline__ bool parts_start_together(const Params& p, std::int64_t w, const TileParts& tile,
+                                                     std::int64_t units, std::int64_t blocks) {
+  return range_start(tile.first, units, blocks) == w * p.stages &&
+         range_start(tile.first + tile.parts, units, blocks) == (w + 1) * p.stages;
+}
+
+// The fix-up spread over a tile's blocks, where they all start and end on its boundaries: each sums its share of the
+// tile (share s: every parts-th quad from s, for block tile.first + s) once every part is in the workspace, instead of
+// the last block summing all of them while the others exit. Tile t's counter holds the arrivals (bits 0-7), the
+// departures (8-15) and the shares claimed (bit 16 + s), so at most kSpreadMaxParts parts. A block waits for the
+// others' arrivals at most QH_SPREAD_WAIT_NS: in a persistent grid they are resident together, but nothing promises
+// it (an SM limit under MPS, another kernel beside this one), and a block must not wait on one that cannot start.
+// A block that saw every arrival claims its own share; the last to arrive sums its own, then claims and sums every
+// share still unclaimed (a block that gave up, or was slow to look). Each share is summed once, in block order: the
+// same bits whoever sums it. The last block to depart zeroes the counter for the next launch.
+#ifndef QH_SPREAD_WAIT_NS
+#define QH_SPREAD_WAIT_NS 20000
+#endif
+constexpr int kSpreadMaxParts = 16;
+constexpr unsigned kSpreadArrivals = 0xffu, kSpreadDeparture = 1u << 8, kSpreadClaims = 16;
+
+// The global timer's low 32 bits (ns): the difference of two readings is exact within 4.2 s, all a bounded wait
+// needs, in one register.
+__device__ __forceinline__ unsigned global_ns_lo() {
+  unsigned t;
+  asm volatile("mov.u32 %0, %%globaltimer_lo;" : "=r"(t));
+  return t;
+}
+
+__device__ __forceinline__ void spread_depart(unsigned* counter, int parts) {
+  if (((atomicAdd(counter, kSpreadDeparture) >> 8) & kSpreadArrivals) + 1 == unsigned(parts)) atomicExch(counter, 0u);
+}
+
+struct SpreadTurn {
+  bool own;   // this block sums its own share now
+  bool last;  // it arrived last: after its own share it sweeps the unclaimed ones (spread_sweep)
+};
+
+// Once this block's part of tile t is in the workspace (sync(): a barrier over the threads that end the tile, thread
+// 0 among them; the fences are last_to_arrive's).
+template <typename Sync>
+__device__ __forceinline__ SpreadTurn spread_arrive(const Params& p, std::int64_t t, int parts, int share,
+                                                    Sync&& sync) {
+  __shared__ SpreadTurn turn;
+  sync();
+  if (threadIdx.x == 0) {
+    unsigned* const counter = &p.counters[t];
+    __threadfence();
+    const bool last = (atomicAdd(counter, 1u) & kSpreadArrivals) + 1 == unsigned(parts);
+    bool own = last;
+    if (!last) {
+      const volatile unsigned* const seen = counter;
+      const unsigned start = global_ns_lo();
+      while ((*seen & kSpreadArrivals) < unsigned(parts) && global_ns_lo() - start < unsigned(QH_SPREAD_WAIT_NS)) {
+        __nanosleep(64);
+      }
+      if ((*seen & kSpreadArrivals) == unsigned(parts)) {
+        own = ((atomicOr(counter, 1u << (kSpreadClaims + share)) >> (kSpreadClaims + share)) & 1u) == 0;
+      }
+      spread_depart(counter, parts);
+    }
+    if (own) __threadfence();
+    turn = {own, last};
+  }
+  sync();
+  return turn;
+}
+
+// The last block, after its own share: the shares it claims (a bit each), which no other block sums.
+template <typename Sync>
+__device__ __forceinline__ unsigned spread_sweep(const Params& p, std::int64_t t, int parts, int share, Sync&& sync) {
+  __shared__ unsigned claimed;
+  if (threadIdx.x == 0) {
+    unsigned* const counter = &p.counters[t];
+    const unsigned others = ((1u << parts) - 1u) & ~(1u << share);
+    claimed = others & ~(atomicOr(counter, others << kSpreadClaims) >> kSpreadClaims);
+    spread_depart(counter, parts);
+  }
+  sync();
+  return claimed;
+}
+
 }  // namespace qh::kernels::marlin

@@ -319,8 +319,42 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
 #pragma unroll
       for (int i = 0; i < kQuadsPer; ++i) slot[(cc * kQuadsPer + i) * kConsumers] = quad(cc, i);
     }
-    if (!last_to_arrive(p, t, tile.parts, sync_consumers)) return;
     const float4* const tile_parts = workspace + ((tile.first + w) * CLUSTER + walk.rank) * kSlot + tid;
+    // The 128 x 256 tile (m <= 128) keeps the last block's sum: with this code beside it, ptxas spilled two of its
+    // loop's shared-memory indices (a local load of each per stage), its 128 accumulators at the 168-register cap.
+    constexpr bool kSpreads = !(G::kBm == 128 && kCpw == 2);
+    if (kSpreads && tile.parts <= kSpreadMaxParts && parts_start_together(p, w, tile, walk.units, walk.blocks)) {
+      // The tile's blocks arrive together: each sums a share of it (spread_arrive). H100, 2026-12-08, one call,
+      // against the last block summing every part: M = 256 on 4096 x 4096 33.9 -> 26.6 us and on 11008 x 4096
+      // 52.3 -> 44.1, M = 64 on those 19.8 -> 16.0 and 29.6 -> 25.9, on 28672 x 8192 86.2 -> 81.8, 8192 x 8192
+      // 35.2 -> 33.6; M = 1024 within 1 %.
+      const int parts = int(tile.parts), share = int(walk.block - tile.first);
+      const SpreadTurn turn = spread_arrive(p, t, parts, share, sync_consumers);
+      // The shares to sum (a bit each): this block's own, then, after it, the last block's sweep of those unclaimed
+      // (one loop: one copy of the sum in the code).
+      unsigned todo = turn.own ? 1u << share : 0u;
+      for (bool swept = !turn.last;; swept = true) {
+        for (; todo != 0; todo &= todo - 1) {
+          // Two of the share's quads at a time, so that two quads' loads of every part are in flight per round trip.
+          for (int q = __ffs(int(todo)) - 1; q < kQuads; q += 2 * parts) {
+            const bool second = q + parts < kQuads;
+            float4 sum[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+#pragma unroll 4
+            for (int part = 0; part < parts; ++part) {
+              const float4* const at_part = tile_parts + std::int64_t(part) * CLUSTER * kSlot + q * kConsumers;
+              add_to(sum[0], __ldcg(at_part));
+              if (second) add_to(sum[1], __ldcg(at_part + parts * kConsumers));
+            }
+            store_quad(at, q / kQuadsPer, q % kQuadsPer, sum[0]);
+            if (second) store_quad(at, (q + parts) / kQuadsPer, (q + parts) % kQuadsPer, sum[1]);
+          }
+        }
+        if (swept) break;
+        todo = spread_sweep(p, t, parts, share, sync_consumers);
+      }
+      return;
+    }
+    if (!last_to_arrive(p, t, tile.parts, sync_consumers)) return;
     // The sum keeps kDepth parts' loads in flight per batch of quads; one at a time it waited one L2 round trip per
     // part and batch on the kernel's tail (the 256 x 128 tile: 8 batches). The accumulators stay live (the next
     // tile's wgmmas read them), so depth 4 spilled for the 128-accumulator tiles. H100, 2026-12-07, against one
