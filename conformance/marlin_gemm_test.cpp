@@ -208,7 +208,8 @@ TEST(GpuMarlinGemm, EveryInstantiationRuns) {
   }
 }
 
-// One tile (a cluster's row of tiles) shared by 9 blocks (clusters), with bias: the last to arrive sums 9 parts. A
+// One tile (a cluster's row of tiles) shared by 9 blocks (clusters), with bias: 9 parts, summed by the last block to
+// arrive (mma.sync kernels) or a ninth by each block (the wgmma kernels' spread sum but the 128 x 256 tile's). A
 // sum that loads several parts at a time (the mma.sync kernel's small tiles unroll its part loop by 4) runs both
 // its unrolled body and its remainder here for unroll depths 2 and 4; EveryInstantiationRuns's 3 blocks reach the
 // remainder alone.

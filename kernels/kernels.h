@@ -195,9 +195,9 @@ struct MarlinGemmArgs {
   DType dtype = DType::F16;          // F16 or BF16
   void* c = nullptr;                 // (m, n) row-major
   float* workspace = nullptr;        // marlin_gemm_workspace_floats(...) floats
-  // marlin_gemm_tiles(...) counters, all zero before the launch and left zero after it (the last block of a tile
-  // resets its counter): keep one zeroed buffer per stream and reuse it; two launches in flight at once on
-  // different streams need different buffers.
+  // marlin_gemm_tiles(...) counters, all zero before the launch and left zero after it (the last block of a tile to
+  // be done with it resets its counter): keep one zeroed buffer per stream and reuse it; two launches in flight at
+  // once on different streams need different buffers.
   unsigned* counters = nullptr;
   MarlinGemmPlan plan;
 };

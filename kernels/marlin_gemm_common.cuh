@@ -129,7 +129,7 @@ struct Params {
   int stages;      // pipeline stages over k (S): a tile's units
   int n_tiles;     // column tiles; tile t covers rows (t / n_tiles) and columns (t % n_tiles)
   std::int64_t units;  // tiles x stages (U)
-  unsigned* counters;  // one per tile, zero between launches (the last block of a tile resets its own)
+  unsigned* counters;  // one per tile, zero between launches (the last block done with a tile resets its own)
 };
 
 // Stream-K (Osama et al., "Stream-K: Work-centric Parallel Decomposition for Dense Matrix Multiplication", 2023):

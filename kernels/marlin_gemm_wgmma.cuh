@@ -282,8 +282,9 @@ __device__ __forceinline__ void consume_stages(const Params& p, const uint4* sme
   // for the in-flight products there every stage (C7517). A tile done by one block is written out; otherwise the
   // part goes to its workspace slot (CLUSTER (walk block + walk tile) + rank: unique, as both only grow along the
   // ranges) as each thread's accumulators in register order (float4 quad j of chunk cc at (cc kAcc / 4 + j)
-  // kConsumers + tid: whole 512-byte runs per warp), and the last block to arrive sums the parts in block order
-  // (deterministic: the same whichever arrives last), four quads at a time, and writes the outputs. Quad i of chunk
+  // kConsumers + tid: whole 512-byte runs per warp), and the parts are summed in block order (deterministic: the same
+  // whichever arrives last) and written out: by the tile's blocks, a share each, where they all start and end on its
+  // boundaries (spread_arrive); otherwise by the last block to arrive, four quads at a time. Quad i of chunk
   // cc holds output rows 8 i + 2 (l % 4) + {0, 1} (the transposed product's columns) at columns 16 quarter + l / 4 +
   // {0, 8} of the chunk (its rows): accumulator 4 i + 2 e + h is row + h, column + 8 e.
   auto quad = [&](int cc, int i) {
