@@ -248,7 +248,8 @@ __device__ __forceinline__ bool parts_start_together(const Params& p, std::int64
 #define QH_SPREAD_WAIT_NS 20000
 #endif
 constexpr int kSpreadMaxParts = 16;
-constexpr unsigned kSpreadArrivals = 0xffu, kSpreadDeparture = 1u << 8, kSpreadClaims = 16;
+// The arrival count's mask (the departure count's too, once shifted), the departures' and claims' shifts.
+constexpr unsigned kSpreadArrivals = 0xffu, kSpreadDepartures = 8, kSpreadClaims = 16;
 
 // The global timer's low 32 bits (ns): the difference of two readings is exact within 4.2 s, all a bounded wait
 // needs, in one register.
@@ -259,7 +260,8 @@ __device__ __forceinline__ unsigned global_ns_lo() {
 }
 
 __device__ __forceinline__ void spread_depart(unsigned* counter, int parts) {
-  if (((atomicAdd(counter, kSpreadDeparture) >> 8) & kSpreadArrivals) + 1 == unsigned(parts)) atomicExch(counter, 0u);
+  const unsigned before = atomicAdd(counter, 1u << kSpreadDepartures);
+  if (((before >> kSpreadDepartures) & kSpreadArrivals) + 1 == unsigned(parts)) atomicExch(counter, 0u);
 }
 
 struct SpreadTurn {
