@@ -135,3 +135,72 @@ def test_runs_timed_after_different_l2_flushes_are_refused_not_compared(tmp_path
         (tmp_path / f"{name}.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "_path"}))
     assert main(["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]) == 2
     assert "base.json was timed after a 'cudaMemsetAsync" in capsys.readouterr().err
+
+
+def slow_probes(copy=1.0, tc=1.0, clock=1.0):
+    """The default probes of run_doc with the copy bandwidth (and its curve), tensor cores and SM clock scaled."""
+    p = run_doc([])["probes"]
+    return dict(p, dram_copy_gbs=p["dram_copy_gbs"] * copy, tc_fp16_tflops=p["tc_fp16_tflops"] * tc,
+                sm_clock_mhz=p["sm_clock_mhz"] * clock,
+                copy_curve=[dict(c, seconds=c["seconds"] / copy) for c in p["copy_curve"]])
+
+
+def test_a_machine_with_a_fallen_probe_is_named_in_the_regressions_it_bounds():
+    # The current machine copies 20 % slower (a power cap, a shared GPU). A kernel at 90 % of the copy limit slows
+    # by that much and regresses; the gate keeps the verdict (samples say it is slower) but names the probe. A
+    # kernel with no bytes or flops (on-chip work, bound by the SM clock, which did not fall) that also regressed
+    # gets no such note: its slowdown is not the copy bandwidth's.
+    rng = random.Random(8)
+    nbytes = 2.0**28
+    t = nbytes / 1e12 / 0.9
+    base = run_doc([entry("copy", t, 0.02, rng, bytes=nbytes), entry("onchip", 1e-4, 0.02, rng)])
+    cur = run_doc([entry("copy", t / 0.8, 0.02, rng, bytes=nbytes), entry("onchip", 1.2e-4, 0.02, rng)],
+                  probes=slow_probes(copy=0.8))
+    assert gate.probe_shortfalls(base, cur) == {"dram_copy_gbs": (1000.0, 800.0)}
+    by = {v.name: v for v in gate.gate(base, cur)}
+    assert by["copy"].status == "regressed" and "DRAM copy probe is 20.0% below the baseline's" in by["copy"].reason
+    assert by["onchip"].status == "regressed" and by["onchip"].reason == ""
+    # A fallen SM clock is the on-chip kernel's probe instead.
+    clocked = run_doc(cur["benchmarks"], probes=slow_probes(copy=0.8, clock=0.85))
+    assert "SM clock probe is 15.0% below" in {v.name: v for v in gate.gate(base, clocked)}["onchip"].reason
+
+
+def test_which_probe_binds_an_entry_follows_the_models_split():
+    probes = run_doc([])["probes"]  # 1 TB/s copy curve, 100 TFLOP/s
+    # 2^28 bytes take 268 us at the limit: at 300 us the limit holds 80 % of t^2 (memory-bound), at 500 us 29 %.
+    assert gate.binding_probe({"us_median": 300.0, "bytes": 2.0**28}, probes) == "dram_copy_gbs"
+    assert gate.binding_probe({"us_median": 500.0, "bytes": 2.0**28}, probes) == "sm_clock_mhz"
+    # 2e10 flops take 200 us at 100 TFLOP/s, more than the bytes' 1 us: compute-bound at 220 us.
+    assert gate.binding_probe({"us_median": 220.0, "bytes": 2.0**20, "flops": 2e10}, probes) == "tc_fp16_tflops"
+
+
+def test_probe_noise_another_gpu_class_or_no_probes_raise_no_probe_warning():
+    rng = random.Random(9)
+    base = run_doc([entry("k", 1e-4, 0.02, rng)])
+    # 5.5 % lower tensor cores: the widest same-class spread on record, under PROBE_DROP.
+    assert gate.probe_shortfalls(base, run_doc([], probes=slow_probes(tc=0.945, copy=0.98))) == {}
+    assert gate.probe_shortfalls(base, run_doc([], gpu="other", probes=slow_probes(copy=0.5))) == {}
+    no_probes = dict(run_doc([]), probes=None)
+    assert gate.probe_shortfalls(base, no_probes) == {} and gate.probe_shortfalls(no_probes, base) == {}
+    # A lower threshold is the caller's to set.
+    assert gate.probe_shortfalls(base, run_doc([], probes=slow_probes(copy=0.96)), drop=0.03) == {
+        "dram_copy_gbs": (1000.0, 960.0)}
+
+
+def test_the_cli_warns_of_a_slow_machine_and_still_exits_on_the_regression(tmp_path, capsys):
+    import json
+    rng = random.Random(10)
+    nbytes = 2.0**28
+    t = nbytes / 1e12 / 0.9
+    docs = {"base": run_doc([entry("k", t, 0.02, rng, bytes=nbytes)]),
+            "cur": run_doc([entry("k", t / 0.7, 0.02, rng, bytes=nbytes)], probes=slow_probes(copy=0.7))}
+    for name, doc in docs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "_path"}))
+    args = ["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("warning: same GPU class, but the DRAM copy probe is 30.0% below the baseline's (1000 -> 700)")
+    assert "bound by DRAM copy" in out
+    # Past --probe-drop 0.5 the same drop is not warned of; the regression stands.
+    assert main(args + ["--probe-drop", "0.5"]) == 1
+    assert "warning" not in capsys.readouterr().out
