@@ -5,6 +5,7 @@
 # library, and qh_quant_linear_bench and qh_tests are relinked with it as build/variants/TAG/. Build the default
 # preset first. On the box, carry build/variants with build/default/bin, build/default/lib and .deps,
 # and run perf/run_variants.sh (each variant's GpuMarlin* cases, then its benchmarks beside the default build's).
+# QH_VARIANT_BASE names another build folder to start from (ci/gpu-test.sh: build/device, on the GPU box).
 #   perf/build_variant.sh TAG [PATCH.patch ...] [-DQH_NAME=VALUE ...]
 # e.g. perf/build_variant.sh lop3 my-change.patch   (a `git diff` of kernel changes to time before committing them)
 #      perf/build_variant.sh bk128 -DQH_SMALL_BK=128 -DQH_SMALL_STAGES=4   (the tuning macros of the two kernels)
@@ -12,12 +13,16 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
-build=$root/build/default
-[ $# -ge 1 ] || { sed -n '2,10p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+build=$root/${QH_VARIANT_BASE:-build/default}
+[ $# -ge 1 ] || { sed -n '2,11p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 tag=$1
 shift
 [[ "$tag" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "build_variant: TAG must be letters, digits, - or _ (got '$tag')" >&2; exit 2; }
-[ -f "$build/kernels/libqh_kernels.a" ] || { echo "build_variant: no $build/kernels/libqh_kernels.a: build the default preset first" >&2; exit 2; }
+[ -f "$build/kernels/libqh_kernels.a" ] || { echo "build_variant: no $build/kernels/libqh_kernels.a: build that preset first" >&2; exit 2; }
+# The CUDA compiler the base build was configured with (the GPU box's need not be at /usr/local/cuda).
+nvcc=$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
+[ -x "$nvcc" ] || { echo "build_variant: no CUDA compiler in $build/CMakeCache.txt (got '$nvcc')" >&2; exit 2; }
+cuda_include=$(dirname "$(dirname "$(readlink -f "$nvcc")")")/include
 patches=() flags=()
 for arg in "$@"; do
   case "$arg" in
@@ -39,7 +44,7 @@ mkdir -p "$out"
 cp "$build/kernels/libqh_kernels.a" "$work/libqh_kernels.a"
 for unit in marlin_gemm marlin_repack; do
   # The copy's headers first, then the tree's (kernels.h may be patched too).
-  /usr/local/cuda/bin/nvcc -I"$work/src" -I"$root" -isystem=/usr/local/cuda/include -O3 -DNDEBUG \
+  "$nvcc" -I"$work/src" -I"$root" -isystem="$cuda_include" -O3 -DNDEBUG \
     --generate-code=arch=compute_90a,code=[compute_90a,sm_90a] -Xcompiler=-fPIC -std=c++17 \
     "${flags[@]+"${flags[@]}"}" -Xptxas -v -x cu -c "$work/src/kernels/$unit.cu" -o "$work/$unit.cu.o" \
     2>"$out/ptxas-$unit.txt" || { cat "$out/ptxas-$unit.txt" >&2; exit 1; }
