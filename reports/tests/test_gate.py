@@ -199,7 +199,8 @@ def test_the_cli_warns_of_a_slow_machine_and_still_exits_on_the_regression(tmp_p
     args = ["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]
     assert main(args) == 1
     out = capsys.readouterr().out
-    assert out.startswith("warning: same GPU class, but the DRAM copy probe is 30.0% below the baseline's (1000 -> 700)")
+    assert out.startswith("warning: same GPU class, but the DRAM copy probe is 30.0% below the baseline's "
+                          "(1000 -> 700)")
     assert "bound by DRAM copy" in out
     # Past --probe-drop 0.5 the same drop is not warned of; the regression stands.
     assert main(args + ["--probe-drop", "0.5"]) == 1
