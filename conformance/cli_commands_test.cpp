@@ -248,9 +248,9 @@ TEST(CliReport, FrontsRunQhReport) {
   EXPECT_NE(testing::read_text(log).find("unknown option '--bogus' for gate"), std::string::npos);
   EXPECT_EQ(cli::run_process({qharness, "gate", "--baseline", h100}, log, {}), 2);
   EXPECT_NE(testing::read_text(log).find("gate needs --baseline and --current"), std::string::npos);
-  // The front passes qh_report's --probe-drop through (an A/A gate: no probe fell, no regression).
-  EXPECT_EQ(cli::run_process({qharness, "gate", "--baseline", h100, "--current", h100, "--probe-drop", "0.1"}, log, {}),
-            0)
+  // The front passes qh_report's --probe-shift through (an A/A gate: no probe moved, no regression).
+  EXPECT_EQ(
+      cli::run_process({qharness, "gate", "--baseline", h100, "--current", h100, "--probe-shift", "0.1"}, log, {}), 0)
       << testing::read_text(log);
   EXPECT_EQ(cli::run_process({qharness, "report"}, log, {}), 2);
   EXPECT_NE(testing::read_text(log).find("report needs at least one results.json"), std::string::npos);

@@ -77,15 +77,16 @@ exit status: 0 written, 2 bad input (the message names the file and what is wron
 )";
 
 constexpr const char* kGateUsage = R"(usage: qharness gate --baseline B.json --current C.json [--min-effect F] [--alpha P] [--model-error F]
-                     [--probe-drop F]
+                     [--probe-shift F]
 
 The regression gate for GPU benchmarks (docs/benchmarks.md): per benchmark of either run, regressed, improved,
 unchanged or not compared (and why). Same GPU class: a one-sided Mann-Whitney U test over the runs' samples (p below
 --alpha, default 0.001) and a Hodges-Lehmann shift of at least --min-effect (default 0.03). Different classes: the
 baseline carried to the current GPU by the cross-GPU model, with a band of min-effect + --model-error (default
-0.11, the model's measured p90 error). Same class, a current run whose DRAM copy, tensor-core or SM clock probe fell
-more than --probe-drop (default 0.08) below the baseline's gets a warning, and a regression bound by that probe
-says so: the GPU, not the code, may be slower. Runs `python -m qh_report gate` with the build's Python.
+0.11, the model's measured p90 error). Same class, where the runs' DRAM copy, tensor-core or SM clock probes differ
+by more than --probe-shift (default 0.08), a warning, and a regression bound by a probe that fell (an improvement
+by one that rose) says so: the GPU, not the code, may be what changed. Runs `python -m qh_report gate` with the
+build's Python.
 
 exit status: 0 no regression, 1 a regression, 2 bad input (the message names the file and what is wrong)
 )";
@@ -249,7 +250,7 @@ int gate_main(const std::vector<std::string>& args) {
       return 0;
     }
     if (a != "--baseline" && a != "--current" && a != "--min-effect" && a != "--alpha" && a != "--model-error" &&
-        a != "--probe-drop") {
+        a != "--probe-shift") {
       return usage_error("unknown option '" + a + "' for gate", kGateUsage);
     }
     if (i + 1 >= args.size()) return usage_error(a + " needs a value", kGateUsage);

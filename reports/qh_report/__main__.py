@@ -5,8 +5,8 @@
   baseline IN.json OUT.json --command "how it was run" [--note TEXT]
                                       write a committed baseline (fixtures/baselines/): trimmed, with provenance
   gate --baseline B.json --current C.json [--min-effect 0.03] [--alpha 0.001] [--model-error 0.11]
-       [--probe-drop 0.08]            per benchmark: regressed / improved / unchanged / not compared (qh_report.gate);
-                                      a warning first where the current run's probes fell below the baseline's
+       [--probe-shift 0.08]           per benchmark: regressed / improved / unchanged / not compared (qh_report.gate);
+                                      a warning first where the two runs' probes (same GPU class) differ
   instructions --baseline B.json --current C.json [--max-increase 0.02]
                                       CPU instruction counts (perf/cpu_instructions.py) against a baseline
   html CURRENT.json [OTHER.json ...] [--baselines DIR] [--out DIR]
@@ -39,10 +39,12 @@ def print_model(doc_a, doc_b, exponent):
               f"bandwidth ratio alone: median {100 * naive['median']:.1f}%")
 
 
-def print_gate(verdicts, shortfalls):
-    for key, values in shortfalls.items():
-        print(f"warning: same GPU class, but {gate.describe_shortfall(key, values)}: a regression bound by it may be "
-              "the machine (a power or clock cap, a throttled or shared GPU), not the code")
+def print_gate(verdicts, shifts):
+    for key, (b, c) in shifts.items():
+        what = ("a regression bound by it may be the machine (a power or clock cap, a throttled or shared GPU), not "
+                "the code" if c < b else "the baseline's machine was the slower: an improvement bound by it may be "
+                "the machine, and a regression may be hidden")
+        print(f"warning: same GPU class, but {gate.describe_shift(key, (b, c))}: {what}")
     order = {"regressed": 0, "improved": 1, "not compared": 2, "unchanged": 3}
     counts = {k: sum(v.status == k for v in verdicts) for k in order}
     print(f"{'benchmark':70s} {'status':13s} {'ratio':>7s} {'p':>8s}  reason")
@@ -83,7 +85,7 @@ def main(argv=None):
     g.add_argument("--min-effect", type=float, default=gate.MIN_EFFECT)
     g.add_argument("--alpha", type=float, default=gate.ALPHA)
     g.add_argument("--model-error", type=float, default=gate.MODEL_ERROR)
-    g.add_argument("--probe-drop", type=float, default=gate.PROBE_DROP)
+    g.add_argument("--probe-shift", type=float, default=gate.PROBE_SHIFT)
     c = sub.add_parser("instructions", help="CPU instruction counts against a baseline; exit 1 on an increase")
     c.add_argument("--baseline", required=True)
     c.add_argument("--current", required=True)
@@ -107,8 +109,8 @@ def main(argv=None):
             return print_instructions(rows, args.max_increase)
         elif args.command == "gate":
             base_doc, cur_doc = results.load(args.baseline), results.load(args.current)
-            verdicts = gate.gate(base_doc, cur_doc, args.min_effect, args.alpha, args.model_error, args.probe_drop)
-            return print_gate(verdicts, gate.probe_shortfalls(base_doc, cur_doc, args.probe_drop))
+            verdicts = gate.gate(base_doc, cur_doc, args.min_effect, args.alpha, args.model_error, args.probe_shift)
+            return print_gate(verdicts, gate.probe_shifts(base_doc, cur_doc, args.probe_shift))
         else:
             baseline.write_atomically(args.output, baseline.make(results.load(args.input), args.how, args.note))
             print(f"wrote {args.output}")

@@ -12,9 +12,10 @@ Like with like (DESIGN.md):
   sampling noise, dominates. A benchmark whose probed limits explain under 5 % of its time (whole-layer GPTQ: host
   launches on a host the probes do not measure) is not compared across classes.
 Entries in one run only, flagged as measurement errors, or without samples are "not compared", with the reason.
-A same-class pair whose current run probed its GPU's limits well below the baseline's (`probe_shortfalls`: a power or
-clock cap, a throttled or shared GPU) is still compared as usual, but the gate says so, and a regression bound by a
-probe that fell carries that in its reason: the machine, not the code, may be what got slower.
+A same-class pair whose runs probed their GPUs' limits far apart (`probe_shifts`: a power or clock cap, a throttled
+or shared GPU on one side) is still compared as usual, but the gate says so, and a regression bound by a probe that
+fell (an improvement bound by one that rose) carries that in its reason: the machine, not the code, may be what
+changed. A baseline taken on the slower machine can hide a regression as well.
 Two runs timed after different L2 flushes (probes.l2_flush, perf/measure.h) are not compared at all: the flush
 changes what the timed call pays for (a write flush left L2 dirty, and a read-only kernel paid for writing it back),
 so the pair is refused as bad input and the baseline must be recorded again.
@@ -27,12 +28,12 @@ from . import model, results
 MIN_EFFECT = 0.03
 ALPHA = 0.001  # one-sided; with ~64 samples a side, a 5 % shift at 5 % CV gives p ~ 1e-9
 MODEL_ERROR = 0.11  # p90 of |prediction error| on the committed baselines, both directions (docs/benchmarks.md)
-# How far a probe may fall below the baseline's, same GPU class, before the gate says the machine was slower. The
+# How far a probe may move from the baseline's, same GPU class, before the gate says the machines differ. The
 # widest same-class spread of a checked probe on record (perf/marlin_notes.md, 2026-12-01 to 2026-12-08): fp16
 # tensor cores 742-785 TFLOP/s on H200s (5.5 %); copy 4.23-4.29 TB/s (H200) and 3007-3057 GB/s (H100), under 2 %.
 # 8 % stays clear of that and still flags the one slow machine on record: an H200 shared with another job, whose
 # tensor-core probe read 612-630 (18-20 % low).
-PROBE_DROP = 0.08
+PROBE_SHIFT = 0.08
 # The probes checked (larger is better for each), by what they bound in the model (qh_report.model): the copy
 # curve's asymptote for memory-bound entries, the tensor cores for compute-bound ones, the SM clock for the rest.
 PROBE_NAMES = {"dram_copy_gbs": "DRAM copy", "tc_fp16_tflops": "fp16 tensor-core", "sm_clock_mhz": "SM clock"}
@@ -128,10 +129,10 @@ def compare_across_classes(name, base, cur, base_doc, cur_doc, min_effect=MIN_EF
     return Verdict(name, "unchanged", ratio, reason=f"within the model's band of {band:.0%}")
 
 
-def probe_shortfalls(base_doc, cur_doc, drop=PROBE_DROP):
+def probe_shifts(base_doc, cur_doc, threshold=PROBE_SHIFT):
     """{probe: (baseline value, current value)} for the PROBE_NAMES where a current run of the baseline's GPU class
-    fell more than `drop` below it. Empty across classes (the model reads each run's own probes) and where either
-    run has no probes."""
+    is more than `threshold` below or above it. Empty across classes (the model reads each run's own probes) and
+    where either run has no probes."""
     if results.gpu_class(base_doc) != results.gpu_class(cur_doc):
         return {}
     pb, pc = base_doc.get("probes"), cur_doc.get("probes")
@@ -140,14 +141,15 @@ def probe_shortfalls(base_doc, cur_doc, drop=PROBE_DROP):
     out = {}
     for key in PROBE_NAMES:
         b, c = pb.get(key), pc.get(key)
-        if isinstance(b, (int, float)) and isinstance(c, (int, float)) and b > 0 and c < b * (1 - drop):
+        if isinstance(b, (int, float)) and isinstance(c, (int, float)) and b > 0 and abs(c / b - 1) > threshold:
             out[key] = (float(b), float(c))
     return out
 
 
-def describe_shortfall(key, values):
+def describe_shift(key, values):
     b, c = values
-    return f"the {PROBE_NAMES[key]} probe is {1 - c / b:.1%} below the baseline's ({b:.4g} -> {c:.4g})"
+    side = "below" if c < b else "above"
+    return f"the {PROBE_NAMES[key]} probe is {abs(c / b - 1):.1%} {side} the baseline's ({b:.4g} -> {c:.4g})"
 
 
 def binding_probe(entry, probes):
@@ -161,23 +163,30 @@ def binding_probe(entry, probes):
     return "sm_clock_mhz"
 
 
-def blame_probes(verdicts, base, base_doc, shortfalls):
-    """Appends to each same-class regression's reason the fallen probe that bounds it (binding_probe)."""
-    if not shortfalls or not all(k in base_doc["probes"] for k in ("copy_curve", "tc_fp16_tflops")):
+def blame_probes(verdicts, base, base_doc, shifts):
+    """Appends to each same-class regression's reason a fallen probe that bounds it (binding_probe), and to each
+    improvement's a risen one."""
+    if not shifts or not all(k in base_doc["probes"] for k in ("copy_curve", "tc_fp16_tflops")):
         return
     for v in verdicts:
-        if v.status != "regressed":
+        if v.status not in ("regressed", "improved"):
             continue
         key = binding_probe(base[v.name], base_doc["probes"])
-        if key in shortfalls:
-            note = f"bound by {PROBE_NAMES[key]}, and {describe_shortfall(key, shortfalls[key])}: the GPU may be slower"
-            v.reason = f"{v.reason}; {note}" if v.reason else note
+        if key not in shifts:
+            continue
+        b, c = shifts[key]
+        if (c < b) != (v.status == "regressed"):
+            continue
+        faster = "slower" if c < b else "faster"
+        note = f"bound by {PROBE_NAMES[key]}, and {describe_shift(key, shifts[key])}: the GPU may be {faster}"
+        v.reason = f"{v.reason}; {note}" if v.reason else note
 
 
 def gate(base_doc, cur_doc, min_effect=MIN_EFFECT, alpha=ALPHA, model_error=MODEL_ERROR,
-         probe_drop=PROBE_DROP):
+         probe_shift=PROBE_SHIFT):
     """Verdicts for every benchmark of either run (GPU-timed entries), in the baseline's order, then new ones; a
-    same-class regression bound by a probe that fell past `probe_drop` says so in its reason (probe_shortfalls)."""
+    same-class regression (improvement) bound by a probe that fell (rose) past `probe_shift` says so in its reason
+    (probe_shifts)."""
     base, cur = results.gpu_benchmarks(base_doc), results.gpu_benchmarks(cur_doc)
     flush_base, flush_cur = results.l2_flush(base_doc), results.l2_flush(cur_doc)
     if base and cur and flush_base and flush_cur and flush_base != flush_cur:
@@ -200,5 +209,5 @@ def gate(base_doc, cur_doc, min_effect=MIN_EFFECT, alpha=ALPHA, model_error=MODE
         else:
             out.append(compare_across_classes(name, base[name], cur[name], base_doc, cur_doc, min_effect, model_error))
     if same:
-        blame_probes(out, base, base_doc, probe_shortfalls(base_doc, cur_doc, probe_drop))
+        blame_probes(out, base, base_doc, probe_shifts(base_doc, cur_doc, probe_shift))
     return out

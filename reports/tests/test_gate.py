@@ -156,7 +156,7 @@ def test_a_machine_with_a_fallen_probe_is_named_in_the_regressions_it_bounds():
     base = run_doc([entry("copy", t, 0.02, rng, bytes=nbytes), entry("onchip", 1e-4, 0.02, rng)])
     cur = run_doc([entry("copy", t / 0.8, 0.02, rng, bytes=nbytes), entry("onchip", 1.2e-4, 0.02, rng)],
                   probes=slow_probes(copy=0.8))
-    assert gate.probe_shortfalls(base, cur) == {"dram_copy_gbs": (1000.0, 800.0)}
+    assert gate.probe_shifts(base, cur) == {"dram_copy_gbs": (1000.0, 800.0)}
     by = {v.name: v for v in gate.gate(base, cur)}
     assert by["copy"].status == "regressed" and "DRAM copy probe is 20.0% below the baseline's" in by["copy"].reason
     assert by["onchip"].status == "regressed" and by["onchip"].reason == ""
@@ -174,16 +174,39 @@ def test_which_probe_binds_an_entry_follows_the_models_split():
     assert gate.binding_probe({"us_median": 220.0, "bytes": 2.0**20, "flops": 2e10}, probes) == "tc_fp16_tflops"
 
 
+def test_a_baseline_from_the_slower_machine_is_named_in_the_improvements_it_bounds(tmp_path, capsys):
+    # The other way round: the baseline's GPU copied 20 % slower than the current one. A memory-bound kernel that
+    # only follows the machine looks improved; the gate says the GPU may be faster, and warns that a regression
+    # could hide behind it.
+    rng = random.Random(11)
+    nbytes = 2.0**28
+    t = nbytes / 1e12 / 0.9
+    base = run_doc([entry("copy", t / 0.8, 0.02, rng, bytes=nbytes)], probes=slow_probes(copy=0.8))
+    cur = run_doc([entry("copy", t, 0.02, rng, bytes=nbytes)])
+    assert gate.probe_shifts(base, cur) == {"dram_copy_gbs": (800.0, 1000.0)}
+    v = gate.gate(base, cur)[0]
+    assert v.status == "improved" and "DRAM copy probe is 25.0% above the baseline's" in v.reason
+    assert "the GPU may be faster" in v.reason
+    import json
+    for name, doc in (("base", base), ("cur", cur)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({k: x for k, x in doc.items() if k != "_path"}))
+    assert main(["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]) == 0
+    out = capsys.readouterr().out
+    assert "25.0% above the baseline's (800 -> 1000): the baseline's machine was the slower" in out
+    assert "a regression may be hidden" in out
+
+
 def test_probe_noise_another_gpu_class_or_no_probes_raise_no_probe_warning():
     rng = random.Random(9)
     base = run_doc([entry("k", 1e-4, 0.02, rng)])
-    # 5.5 % lower tensor cores: the widest same-class spread on record, under PROBE_DROP.
-    assert gate.probe_shortfalls(base, run_doc([], probes=slow_probes(tc=0.945, copy=0.98))) == {}
-    assert gate.probe_shortfalls(base, run_doc([], gpu="other", probes=slow_probes(copy=0.5))) == {}
+    # 5.5 % lower tensor cores: the widest same-class spread on record, under PROBE_SHIFT.
+    assert gate.probe_shifts(base, run_doc([], probes=slow_probes(tc=0.945, copy=0.98))) == {}
+    assert gate.probe_shifts(base, run_doc([], probes=slow_probes(tc=1.055, clock=1.02))) == {}
+    assert gate.probe_shifts(base, run_doc([], gpu="other", probes=slow_probes(copy=0.5))) == {}
     no_probes = dict(run_doc([]), probes=None)
-    assert gate.probe_shortfalls(base, no_probes) == {} and gate.probe_shortfalls(no_probes, base) == {}
+    assert gate.probe_shifts(base, no_probes) == {} and gate.probe_shifts(no_probes, base) == {}
     # A lower threshold is the caller's to set.
-    assert gate.probe_shortfalls(base, run_doc([], probes=slow_probes(copy=0.96)), drop=0.03) == {
+    assert gate.probe_shifts(base, run_doc([], probes=slow_probes(copy=0.96)), threshold=0.03) == {
         "dram_copy_gbs": (1000.0, 960.0)}
 
 
@@ -202,6 +225,6 @@ def test_the_cli_warns_of_a_slow_machine_and_still_exits_on_the_regression(tmp_p
     assert out.startswith("warning: same GPU class, but the DRAM copy probe is 30.0% below the baseline's "
                           "(1000 -> 700)")
     assert "bound by DRAM copy" in out
-    # Past --probe-drop 0.5 the same drop is not warned of; the regression stands.
-    assert main(args + ["--probe-drop", "0.5"]) == 1
+    # Past --probe-shift 0.5 the same drop is not warned of; the regression stands.
+    assert main(args + ["--probe-shift", "0.5"]) == 1
     assert "warning" not in capsys.readouterr().out
