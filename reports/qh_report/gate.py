@@ -177,8 +177,8 @@ def blame_probes(verdicts, base, base_doc, shifts):
         b, c = shifts[key]
         if (c < b) != (v.status == "regressed"):
             continue
-        faster = "slower" if c < b else "faster"
-        note = f"bound by {PROBE_NAMES[key]}, and {describe_shift(key, shifts[key])}: the GPU may be {faster}"
+        speed = "slower" if c < b else "faster"
+        note = f"bound by {PROBE_NAMES[key]}, and {describe_shift(key, shifts[key])}: the GPU may be {speed}"
         v.reason = f"{v.reason}; {note}" if v.reason else note
 
 
