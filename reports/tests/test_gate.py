@@ -1,6 +1,7 @@
 """The regression gate (qh_report.gate) on synthetic distributions at realistic noise (CV 2-5 %; 64 samples for
 the baseline, as committed baselines keep, 200 for the current run, which keeps all it took: 10 to 2000), on
 hand-made edge cases, and once on the real H100/H200 baselines."""
+import json
 import math
 import os
 import random
@@ -26,6 +27,13 @@ def run_doc(entries, gpu="G", memory=2**34, probes=None):
 def entry(name, median_s, cv, rng, n=64, **counters):
     seconds = [median_s * math.exp(rng.gauss(0, cv)) for _ in range(n)]
     return {"name": name, "us_median": sorted(seconds)[n // 2] * 1e6, "samples": {"seconds": seconds}, **counters}
+
+
+def gate_args(tmp_path, base, cur):
+    """The CLI's arguments for a gate of run docs `base` and `cur`, written to tmp_path as base.json and cur.json."""
+    for name, doc in (("base", base), ("cur", cur)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "_path"}))
+    return ["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]
 
 
 def suite(rng, cv, slowdown=0.0, n_bench=10, n=64):
@@ -107,12 +115,9 @@ def test_the_real_baselines_across_h100_and_h200_show_no_regression_either_way(c
 
 
 def test_the_cli_exits_1_on_a_regression_and_2_on_bad_input(tmp_path, capsys):
-    import json
     rng = random.Random(6)
-    for name, doc in (("base", run_doc([entry("k", 1e-4, 0.02, rng)])), ("cur", run_doc([entry("k", 1.2e-4, 0.02, rng)]))):
-        doc.pop("_path")
-        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
-    assert main(["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]) == 1
+    args = gate_args(tmp_path, run_doc([entry("k", 1e-4, 0.02, rng)]), run_doc([entry("k", 1.2e-4, 0.02, rng)]))
+    assert main(args) == 1
     assert "k " in capsys.readouterr().out
     (tmp_path / "broken.json").write_text("{")
     assert main(["gate", "--baseline", str(tmp_path / "broken.json"), "--current", str(tmp_path / "cur.json")]) == 2
@@ -120,7 +125,6 @@ def test_the_cli_exits_1_on_a_regression_and_2_on_bad_input(tmp_path, capsys):
 
 
 def test_runs_timed_after_different_l2_flushes_are_refused_not_compared(tmp_path, capsys):
-    import json
     rng = random.Random(7)
     read_flush = dict(run_doc([])["probes"], l2_flush="read of 2 x L2 through L2 before every sample")
     old = run_doc([entry("k", 1e-4, 0.02, rng)])  # no l2_flush: a run from before the field, a write flush
@@ -131,9 +135,7 @@ def test_runs_timed_after_different_l2_flushes_are_refused_not_compared(tmp_path
     # The same flush named explicitly on one side and implied on the other compares as usual.
     named = run_doc([entry("k", 1e-4, 0.02, rng)], probes=dict(read_flush, l2_flush=results.WRITE_FLUSH))
     assert gate.gate(old, named)[0].status == "unchanged"
-    for name, doc in (("base", old), ("cur", new)):
-        (tmp_path / f"{name}.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "_path"}))
-    assert main(["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]) == 2
+    assert main(gate_args(tmp_path, old, new)) == 2
     assert "base.json was timed after a 'cudaMemsetAsync" in capsys.readouterr().err
 
 
@@ -187,10 +189,7 @@ def test_a_baseline_from_the_slower_machine_is_named_in_the_improvements_it_boun
     v = gate.gate(base, cur)[0]
     assert v.status == "improved" and "DRAM copy probe is 25.0% above the baseline's" in v.reason
     assert "the GPU may be faster" in v.reason
-    import json
-    for name, doc in (("base", base), ("cur", cur)):
-        (tmp_path / f"{name}.json").write_text(json.dumps({k: x for k, x in doc.items() if k != "_path"}))
-    assert main(["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]) == 0
+    assert main(gate_args(tmp_path, base, cur)) == 0
     out = capsys.readouterr().out
     assert "25.0% above the baseline's (800 -> 1000): the baseline's machine was the slower" in out
     assert "a regression may be hidden" in out
@@ -211,15 +210,11 @@ def test_probe_noise_another_gpu_class_or_no_probes_raise_no_probe_warning():
 
 
 def test_the_cli_warns_of_a_slow_machine_and_still_exits_on_the_regression(tmp_path, capsys):
-    import json
     rng = random.Random(10)
     nbytes = 2.0**28
     t = nbytes / 1e12 / 0.9
-    docs = {"base": run_doc([entry("k", t, 0.02, rng, bytes=nbytes)]),
-            "cur": run_doc([entry("k", t / 0.7, 0.02, rng, bytes=nbytes)], probes=slow_probes(copy=0.7))}
-    for name, doc in docs.items():
-        (tmp_path / f"{name}.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "_path"}))
-    args = ["gate", "--baseline", str(tmp_path / "base.json"), "--current", str(tmp_path / "cur.json")]
+    args = gate_args(tmp_path, run_doc([entry("k", t, 0.02, rng, bytes=nbytes)]),
+                     run_doc([entry("k", t / 0.7, 0.02, rng, bytes=nbytes)], probes=slow_probes(copy=0.7)))
     assert main(args) == 1
     out = capsys.readouterr().out
     assert out.startswith("warning: same GPU class, but the DRAM copy probe is 30.0% below the baseline's "
