@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Summarizes a block timeline of one wgmma Marlin GEMM launch (the CSV that a build with perf/variants/timeline.patch
-writes: QH_TIMELINE=M,N,K[,LAUNCH] QH_TIMELINE_OUT=F; kernels/marlin_timeline.cuh says what each event is).
+"""Summarizes a block timeline of one Marlin GEMM launch, of the wgmma kernel or the TMA-fed mma.sync one: the CSV
+that a build with perf/variants/timeline.patch writes (QH_TIMELINE=M,N,K[,LAUNCH] QH_TIMELINE_OUT=F;
+kernels/marlin_timeline.cuh in the patch says what each event is).
 
   python3 perf/timeline.py F.csv [--blocks]
 

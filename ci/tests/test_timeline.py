@@ -54,4 +54,9 @@ def test_the_cli_prints_the_summary_and_refuses_other_files(tmp_path, capsys):
     assert "header line first" in capsys.readouterr().err
     assert timeline.main([write(tmp_path, CSV.replace("1,1,4,0,2,14200", "1,1,9,0,2,14200"))]) == 2
     assert "unknown kind 9" in capsys.readouterr().err
+    assert timeline.main([write(tmp_path, "# m=1\nblock,kind\n1,2\n")]) == 2
+    assert "expected columns block,sm,kind,tile,value,ns" in capsys.readouterr().err
+    assert timeline.main([write(tmp_path, CSV.replace("1,1,4,0,2,14200", "1,1,4,0,x,14200"))]) == 2
+    assert "is not six integers" in capsys.readouterr().err
     assert timeline.main([str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
